@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from starlette_session.exceptions import ConfigurationError
 from starlette_session.expiry import ttl_seconds
 from starlette_session.serializers import JSON, Serializer
 
@@ -85,7 +86,7 @@ class SessionBackend(ISessionBackend):
         """
         return 0
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    async def aclose(self) -> None:
         """Release resources the backend created itself (never the user's client)."""
 
     @classmethod
@@ -98,8 +99,15 @@ class SessionBackend(ISessionBackend):
 
     @classmethod
     def from_client(cls, client: Any) -> SessionBackend:
-        """Build the backend from the ``backend_client`` given to the middleware."""
-        return cls(client)
+        """Build the backend from the ``backend_client`` given to the middleware.
+
+        Raises:
+            ConfigurationError: the backend cannot be built from ``client``.
+        """
+        raise ConfigurationError(
+            f"{cls.__name__} cannot be built from a backend_client; "
+            "pass an instance as custom_session_backend instead"
+        )
 
     # -- 0.4.3's dict API, for use outside a request -------------------------------------
 

@@ -1,0 +1,36 @@
+"""Sessions for Starlette and FastAPI: a drop-in ``SessionMiddleware`` with cookie or server-side storage."""
+
+from __future__ import annotations
+
+from starlette_session.backends import BackendType, MemcacheJSONSerde
+from starlette_session.exceptions import (
+    BackendError,
+    ConfigurationError,
+    MissingDependencyError,
+    SessionTooLargeError,
+    StarletteSessionError,
+    UnknownPredefinedBackend,
+)
+from starlette_session.interfaces import ISessionBackend, SessionBackend
+from starlette_session.middleware import SessionMiddleware, session_exempt
+from starlette_session.session import Session, get_session, regenerate_session
+
+__version__ = "1.0.0"
+
+__all__ = [
+    "BackendError",
+    "BackendType",
+    "ConfigurationError",
+    "ISessionBackend",
+    "MemcacheJSONSerde",
+    "MissingDependencyError",
+    "Session",
+    "SessionBackend",
+    "SessionMiddleware",
+    "SessionTooLargeError",
+    "StarletteSessionError",
+    "UnknownPredefinedBackend",
+    "get_session",
+    "regenerate_session",
+    "session_exempt",
+]

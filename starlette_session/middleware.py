@@ -1,0 +1,225 @@
+"""``SessionMiddleware``: configuration, then load before the app and save at response start.
+
+Pure ASGI. One constructor accepts both Starlette's keywords and starlette-session 0.4.3's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Literal, TypeVar
+
+from starlette.datastructures import MutableHeaders
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from starlette_session.backends import BackendType, backend_for_client, create_backend
+from starlette_session.cookies import CookieSettings, parse_cookies
+from starlette_session.exceptions import ConfigurationError
+from starlette_session.expiry import DEFAULT_FALLBACK_TTL
+from starlette_session.ids import DEFAULT_ID_BYTES
+from starlette_session.interfaces import ISessionBackend, SessionBackend
+from starlette_session.session import Session, _current
+from starlette_session.signing import SecretKey, SignedCodec, normalize_secret_keys
+from starlette_session.strategies import (
+    CookieStrategy,
+    DictBackendAdapter,
+    ServerSideStrategy,
+    Strategy,
+)
+
+_exempt_endpoints_exist = False
+_START = {"http": "http.response.start", "websocket": "websocket.accept"}
+_EXEMPT_ATTRIBUTE = "__starlette_session_exempt__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def session_exempt(endpoint: F) -> F:
+    """Mark a route endpoint so that ``SessionMiddleware`` skips requests routed to it."""
+    global _exempt_endpoints_exist  # noqa: PLW0603 - lets every request skip route matching until used
+    setattr(endpoint, _EXEMPT_ATTRIBUTE, True)
+    _exempt_endpoints_exist = True
+    return endpoint
+
+
+class SessionMiddleware:
+    """Sessions for Starlette and FastAPI.
+
+    A drop-in for ``starlette.middleware.sessions.SessionMiddleware`` (same keywords, same
+    cookies) that also takes starlette-session 0.4.3's keywords and stores sessions
+    server-side when given a backend.
+
+    Args:
+        app: the ASGI app.
+        secret_key: the signing key, or a list of keys whose first signs and all verify.
+        session_cookie: the cookie's name (0.4.3: ``cookie_name``).
+        max_age: the cookie's Max-Age and the store TTL in seconds; ``None`` for a cookie that
+            ends with the browser session (the store then keeps it for ``fallback_ttl``).
+        path, same_site, https_only, domain, partitioned: the cookie's attributes.
+        cookie_name: 0.4.3's name for ``session_cookie``.
+        backend_type: a ``BackendType`` (or its value) to build from ``backend_client``.
+        backend_client: the store's client (a ``redis.Redis``, an ``Engine``, a directory...).
+            Given without ``backend_type``, the backend is chosen from the client's type.
+        custom_session_backend: your own ``ISessionBackend`` (0.4.3), or any shipped backend.
+        backend: the same as ``custom_session_backend``.
+        httponly: send the cookie with HttpOnly (default on).
+        rolling: renew the cookie and the store's expiry on every request that has a session.
+        exclude: regular expressions; requests whose path matches one (from its start) skip
+            the middleware.
+        scopes: which ASGI connection types get a session: "http", "websocket" or both.
+        session_id_bytes: bytes of randomness in a server-side session id (at least 16).
+        fallback_ttl: the store TTL when ``max_age`` is ``None``.
+
+    Raises:
+        ConfigurationError: any invalid argument, with the way to fix it.
+        UnknownPredefinedBackend: ``backend_type`` names no backend.
+        MissingDependencyError: the backend's library is not installed.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        secret_key: SecretKey | Sequence[SecretKey],
+        session_cookie: str | None = None,
+        max_age: int | None = 14 * 24 * 60 * 60,
+        path: str = "/",
+        same_site: Literal["lax", "strict", "none"] = "lax",
+        https_only: bool = False,
+        domain: str | None = None,
+        partitioned: bool = False,
+        *,
+        cookie_name: str | None = None,
+        backend_type: BackendType | str | None = None,
+        backend_client: Any = None,
+        custom_session_backend: ISessionBackend | None = None,
+        backend: ISessionBackend | None = None,
+        httponly: bool = True,
+        rolling: bool = False,
+        exclude: Sequence[str | re.Pattern[str]] = (),
+        scopes: Collection[Literal["http", "websocket"]] = ("http", "websocket"),
+        session_id_bytes: int = DEFAULT_ID_BYTES,
+        fallback_ttl: int = DEFAULT_FALLBACK_TTL,
+    ) -> None:
+        self.app = app
+        if session_cookie is not None and cookie_name is not None:
+            raise ConfigurationError(
+                "pass the cookie name once: session_cookie= (Starlette) or cookie_name= (0.4.3), not both"
+            )
+        self.cookie = CookieSettings(
+            name=session_cookie or cookie_name or "session",
+            path=path,
+            max_age=max_age,
+            same_site=same_site,
+            secure=https_only,
+            domain=domain,
+            partitioned=partitioned,
+            httponly=httponly,
+        )
+        unknown_scopes = set(scopes) - set(_START)
+        if unknown_scopes or not scopes:
+            raise ConfigurationError(f"invalid scopes {scopes!r}: use 'http', 'websocket' or both")
+        self.starts = {scope_type: _START[scope_type] for scope_type in scopes}
+        if session_id_bytes < 16:
+            raise ConfigurationError("session_id_bytes must be at least 16 (128 bits); the default is 32")
+        if fallback_ttl < 1:
+            raise ConfigurationError("fallback_ttl must be a number of seconds >= 1")
+        self.rolling = rolling
+        self.exclude = _compile_patterns(exclude)
+        codec = SignedCodec(normalize_secret_keys(secret_key), max_age)
+        store = _pick_backend(backend_type, backend_client, custom_session_backend or backend)
+        self.backend = store
+        self.strategy: Strategy = (
+            CookieStrategy(codec, self.cookie)
+            if store is None
+            else ServerSideStrategy(
+                store, codec, self.cookie, session_id_bytes=session_id_bytes, fallback_ttl=fallback_ttl
+            )
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = self.starts.get(scope["type"])
+        if start is None or self._skipped(scope):
+            await self.app(scope, receive, send)
+            return
+
+        loaded = await self.strategy.load(parse_cookies(scope["headers"]))
+        scope["session"] = loaded.session
+        token = _current.set(loaded.session)
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == start:
+                session = scope["session"]
+                if not isinstance(session, Session):  # the app replaced it with a plain dict
+                    session = Session(session)
+                    session.mark_modified()
+                cookies = await self.strategy.save(loaded, session, self.rolling)
+                if session.accessed or cookies:
+                    message.setdefault("headers", [])
+                    headers = MutableHeaders(scope=message)
+                    if session.accessed:
+                        headers.add_vary_header("Cookie")
+                    for cookie in cookies:
+                        headers.append("Set-Cookie", cookie)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            _current.reset(token)
+
+    def _skipped(self, scope: Scope) -> bool:
+        if self.exclude is not None and self.exclude.match(scope["path"]):
+            return True
+        return _routes_to_exempt_endpoint(scope)
+
+
+def _compile_patterns(patterns: Sequence[str | re.Pattern[str]]) -> re.Pattern[str] | None:
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not patterns:
+        return None
+    sources = []
+    for pattern in patterns:
+        source = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+        try:
+            re.compile(source)
+        except re.error as exc:
+            raise ConfigurationError(f"invalid exclude pattern {source!r}: {exc}") from None
+        sources.append(f"(?:{source})")
+    return re.compile("|".join(sources))
+
+
+def _routes_to_exempt_endpoint(scope: Scope) -> bool:
+    """Return whether the app's router sends this request to a ``@session_exempt`` endpoint."""
+    if not _exempt_endpoints_exist:
+        return False
+    router = getattr(scope.get("app"), "router", None)
+    for route in getattr(router, "routes", ()):
+        match, child_scope = route.matches(scope)
+        if match is Match.FULL:
+            endpoint = child_scope.get("endpoint", getattr(route, "endpoint", None))
+            return bool(getattr(endpoint, _EXEMPT_ATTRIBUTE, False))
+    return False
+
+
+def _pick_backend(
+    backend_type: BackendType | str | None, client: Any, custom: object
+) -> SessionBackend | None:
+    if custom is not None:
+        if backend_type is not None or client is not None:
+            raise ConfigurationError(
+                "pass either custom_session_backend (or backend) or backend_type/backend_client, not both"
+            )
+        if isinstance(custom, SessionBackend):
+            return custom
+        if not isinstance(custom, ISessionBackend) and not all(
+            callable(getattr(custom, name, None)) for name in ("get", "set", "delete")
+        ):
+            raise ConfigurationError(
+                "custom_session_backend must implement ISessionBackend (async get, set and delete)"
+            )
+        return DictBackendAdapter(custom)  # type: ignore[arg-type]  # duck-typed 0.4.3 backends too
+    if backend_type is None:
+        return None if client is None else backend_for_client(client)
+    return create_backend(backend_type, client)

@@ -1,0 +1,167 @@
+"""The session object, and the helpers that reach it from anywhere inside a request.
+
+How changes are detected, cheaply:
+
+* Every mutating dict method sets ``modified`` (as in Starlette 1.x); every reading method
+  sets ``accessed`` (Starlette 1.x sets it in ``request.session``; older Starlette does not,
+  so reads are tracked here too).
+* A change *inside* a nested value (``session["cart"].append(item)``) sets no flag. So when a
+  session was read but not flagged, and holds at least one list or dict, the middleware
+  serializes it once at response time and compares the bytes with those it was loaded from.
+  Sessions that were not read, or hold only scalars, cost nothing extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from starlette_session.serializers import JSON
+
+_current: ContextVar[Session] = ContextVar("starlette_session")
+
+
+class Session(dict[str, Any]):
+    """A dict that records whether it was read (``accessed``) or changed (``modified``)."""
+
+    accessed: bool = False
+    modified: bool = False
+    #: The serialized form it was loaded from; ``None`` for a new session.
+    loaded: bytes | None = None
+    #: Set by ``regenerate_session()``: move the data to a new id when the response starts.
+    regenerate: bool = False
+
+    def mark_accessed(self) -> None:
+        self.accessed = True
+
+    def mark_modified(self) -> None:
+        self.accessed = True
+        self.modified = True
+
+    def dump_if_changed(self) -> bytes | None:
+        """Return the serialized session if it must be saved, else ``None``.
+
+        It must be saved when flagged, or when it no longer serializes to what it was loaded from.
+        """
+        if self.modified or self.regenerate:
+            return JSON.dumps(self)
+        if not self.accessed or self.loaded is None:
+            return None
+        # Only a mutable value can have been changed without a flag.
+        if not any(isinstance(value, dict | list) for value in dict.values(self)):
+            return None
+        payload = JSON.dumps(self)
+        return None if payload == self.loaded else payload
+
+    # -- reads --------------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        self.accessed = True
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.accessed = True
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.accessed = True
+        return super().__contains__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self.accessed = True
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self.accessed = True
+        return super().__len__()
+
+    def keys(self) -> Any:
+        self.accessed = True
+        return super().keys()
+
+    def values(self) -> Any:
+        self.accessed = True
+        return super().values()
+
+    def items(self) -> Any:
+        self.accessed = True
+        return super().items()
+
+    def copy(self) -> dict[str, Any]:
+        self.accessed = True
+        return dict(super().items())
+
+    # -- writes (the same set as Starlette 1.x) -----------------------------------------
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.mark_modified()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.mark_modified()
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self.mark_modified()
+        super().clear()
+
+    def pop(self, key: str, *args: Any) -> Any:
+        if super().__contains__(key):
+            self.mark_modified()
+        else:
+            self.accessed = True
+        return super().pop(key, *args)
+
+    def popitem(self) -> tuple[str, Any]:
+        item = super().popitem()
+        self.mark_modified()
+        return item
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if not super().__contains__(key):
+            self.mark_modified()
+        else:
+            self.accessed = True
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.mark_modified()
+        super().update(*args, **kwargs)
+
+    def __ior__(self, other: Any, /) -> Session:  # type: ignore[override,misc]
+        self.mark_modified()
+        return super().__ior__(other)
+
+
+def get_session() -> Session:
+    """Return the session of the request being handled, from anywhere inside it.
+
+    Raises:
+        LookupError: called outside a request that went through ``SessionMiddleware``.
+    """
+    return _current.get()
+
+
+def regenerate_session(*, clear: bool = False) -> Session:
+    """Move the current session to a new id, against session fixation; call it at login.
+
+    The data is kept by default (like Django's ``cycle_key``); ``clear=True`` also empties
+    it (like ``flush``). When the response starts, the old record is deleted and a cookie
+    with the new id is sent. For cookie sessions, a new cookie is issued.
+
+    Args:
+        clear: empty the session too.
+
+    Returns:
+        The session.
+
+    Raises:
+        LookupError: called outside a request that went through ``SessionMiddleware``.
+    """
+    session = _current.get()
+    if clear:
+        session.clear()
+    session.regenerate = True
+    session.mark_modified()
+    return session
