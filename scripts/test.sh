@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, format check, mypy --strict, then pytest against real servers
+# (Redis, a Redis Cluster, memcached, PostgreSQL; started on 127.0.0.1 by the tests themselves)
+# on the newest Starlette 1.x and again on Starlette 0.52.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_venv.sh
+
+bash scripts/install-servers.sh
+
+ensure_venv .venv "-e .[all,dev]"
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest (Starlette $(.venv/bin/python -c 'import starlette; print(starlette.__version__)'))"
+.venv/bin/python -m pytest "$@"
+
+ensure_venv .venv-starlette052 "-e .[all,dev] starlette==0.52.1"
+echo "== pytest (Starlette $(.venv-starlette052/bin/python -c 'import starlette; print(starlette.__version__)'))"
+.venv-starlette052/bin/python -m pytest "$@"
