@@ -33,7 +33,8 @@ PAGE = """<!doctype html>
 <ul>{cart}</ul>
 <form method="post" action="/cart"><input name="item" placeholder="an item" required>
 <button>Add to cart</button></form>
-<p><small>Session stored server-side in <code>{directory}</code>; the cookie holds only its signed id.</small></p>
+<p><small>Session stored server-side in <code>{directory}</code>;
+the cookie holds only its signed id.</small></p>
 </body></html>
 """
 
@@ -53,7 +54,10 @@ async def home(request: Request) -> Response:
         action, login = "/logout", "<button>Log out</button>"
     else:
         greeting = "You are not logged in."
-        action, login = "/login", '<input name="user" placeholder="your name" required> <button>Log in</button>'
+        action, login = (
+            "/login",
+            '<input name="user" placeholder="your name" required> <button>Log in</button>',
+        )
     items = "".join(f"<li>{html.escape(item)}</li>" for item in cart_items()) or "<li>(empty)</li>"
     page = PAGE.format(
         greeting=greeting,

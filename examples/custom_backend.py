@@ -1,0 +1,63 @@
+"""Bring your own store: a class written for starlette-session 0.4.3's ``ISessionBackend``.
+
+This one keeps sessions in a dict; a real one would talk to your database. Any exception it
+raises becomes a ``BackendError``, so a failing store never silently loses data.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from starlette_session import SessionMiddleware
+from starlette_session.interfaces import ISessionBackend
+
+
+class DictBackend(ISessionBackend):
+    """A 0.4.3-style backend: async get/set/delete of dicts by key."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: dict[str, Any], exp: int | None) -> str | None:
+        self.data[key] = value  # a real store would expire the record after ``exp`` seconds
+        return None
+
+    async def delete(self, key: str) -> Any:
+        return self.data.pop(key, None)
+
+
+backend = DictBackend()
+
+
+async def index(request: Request) -> JSONResponse:
+    count = request.session.get("count", 0) + 1
+    request.session["count"] = count
+    return JSONResponse({"count": count})
+
+
+async def logout(request: Request) -> JSONResponse:
+    request.session.clear()
+    return JSONResponse({"count": 0})
+
+
+app = Starlette(
+    routes=[Route("/", index), Route("/logout", logout)],
+    middleware=[
+        Middleware(
+            SessionMiddleware,
+            secret_key=os.environ.get("SECRET_KEY", "example-only-change-me"),
+            cookie_name="session",
+            custom_session_backend=backend,
+        )
+    ],
+)
