@@ -9,18 +9,23 @@ and clears with::
     session=null; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT; httponly; samesite=lax...
 
 Attribute names, case and order here are the same, so swapping the middleware changes no byte.
+
+A cookie session too large for one cookie is split (``CookieJar``): when the full
+``Set-Cookie:`` line would pass 4096 bytes, the cookie ``<name>`` holds ``chunks.<n>`` and the
+value is cut into ``<name>.1`` ... ``<name>.<n>``, each line within 4096 bytes. A session that
+fits is exactly Starlette's single cookie.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from starlette.requests import cookie_parser
 
-from starlette_session.exceptions import ConfigurationError
+from starlette_session.exceptions import ConfigurationError, SessionTooLargeError
 
 SameSite = Literal["lax", "strict", "none"]
 
@@ -28,6 +33,15 @@ SameSite = Literal["lax", "strict", "none"]
 MAX_COOKIE_SIZE = 4096
 
 CLEARED_EXPIRES = "expires=Thu, 01 Jan 1970 00:00:00 GMT; "
+
+#: The default ceiling on a split session: the bytes its cookies add to the request's Cookie
+#: header. nginx (8 KiB per header line) and gunicorn (8190 bytes per field) refuse a longer
+#: Cookie header by default, and it also holds the site's other cookies.
+DEFAULT_MAX_COOKIE_SIZE = 8192
+
+#: The value of ``<name>`` when the session is split: ``chunks.<n>``. It can never be a signed
+#: or encrypted value, so an old reader just sees an invalid cookie.
+CHUNK_MARKER = "chunks."
 
 # RFC 6265 cookie-name: an RFC 2616 token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -127,3 +141,145 @@ def parse_cookies(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         if key == b"cookie":
             cookies.update(cookie_parser(raw.decode("latin-1")))
     return cookies
+
+
+def chunk_name(name: str, index: int) -> str:
+    """Return the name of chunk ``index`` (from 1) of the cookie ``name``: ``<name>.<index>``."""
+    return f"{name}.{index}"
+
+
+def _request_size(pairs: Iterable[tuple[str, str]]) -> int:
+    """Return the bytes ``pairs`` take in a Cookie request header (``a=1; b=2``)."""
+    return len("; ".join(f"{name}={value}" for name, value in pairs))
+
+
+class CookieJar:
+    """Writes a cookie value as one cookie, or split over numbered chunk cookies, and reads it back.
+
+    Args:
+        settings: the cookie's name and attributes.
+        split: split a value whose Set-Cookie line would pass 4096 bytes; when ``False``,
+            such a value raises ``SessionTooLargeError`` instead.
+        max_size: the most bytes the session's cookies may add to the request's Cookie
+            header (``name=value`` pairs joined by ``"; "``), split or not.
+
+    Raises:
+        ConfigurationError: ``max_size`` is not a positive int, or the cookie's attributes
+            leave no room for a value in a 4096-byte line.
+    """
+
+    def __init__(
+        self, settings: CookieSettings, *, split: bool = True, max_size: int = DEFAULT_MAX_COOKIE_SIZE
+    ) -> None:
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise ConfigurationError(
+                f"invalid max_cookie_size {max_size!r}: use a number of bytes >= 1 "
+                f"(default {DEFAULT_MAX_COOKIE_SIZE})"
+            )
+        self.settings = settings
+        self.split = split
+        self.max_size = max_size
+        self.max_chunks = self._chunk_count(max_size) if split else 0
+        if settings.header_size(len(CHUNK_MARKER) + len(str(self.max_chunks))) > MAX_COOKIE_SIZE or (
+            split and self._capacity(self.max_chunks) < 1
+        ):
+            raise ConfigurationError(
+                "the session cookie's name, path and domain are too long to leave room for a value "
+                f"in a {MAX_COOKIE_SIZE}-byte Set-Cookie header"
+            )
+        name = re.escape(settings.name)
+        # Canonical numbers only: "session.01" or "session.x" are someone else's cookies.
+        self._chunk_pattern = re.compile(rf"{name}\.([1-9][0-9]{{0,8}})")
+
+    def _capacity(self, index: int) -> int:
+        return MAX_COOKIE_SIZE - self.settings.header_size(0, chunk_name(self.settings.name, index))
+
+    def _chunk_count(self, length: int) -> int:
+        count = 0
+        while length > 0:
+            count += 1
+            capacity = self._capacity(count)
+            if capacity < 1:
+                break
+            length -= capacity
+        return count
+
+    def carried_chunks(self, cookies: Mapping[str, str]) -> tuple[str, ...]:
+        """Return the names of this cookie's chunks that the request carried, in numeric order."""
+        found: list[tuple[int, str]] = []
+        for name in cookies:
+            match = self._chunk_pattern.fullmatch(name)
+            if match is not None and int(match.group(1)) <= self.max_chunks:
+                found.append((int(match.group(1)), name))
+        return tuple(name for _, name in sorted(found))
+
+    def read(self, cookies: Mapping[str, str]) -> str | None:
+        """Return the cookie's value, joined from its chunks if split; ``None`` if absent or a
+        chunk is missing."""
+        value = cookies.get(self.settings.name)
+        if value is None or not value.startswith(CHUNK_MARKER):
+            return value
+        count = value[len(CHUNK_MARKER) :]
+        if not self.split or not count.isascii() or not count.isdigit() or count.startswith("0"):
+            return None
+        if int(count) > self.max_chunks:
+            return None
+        parts: list[str] = []
+        for index in range(1, int(count) + 1):
+            part = cookies.get(chunk_name(self.settings.name, index))
+            if not part:
+                return None
+            parts.append(part)
+        return "".join(parts)
+
+    def _too_large(self, size: int, *, ceiling: bool) -> SessionTooLargeError:
+        hint = "store less in the session (ids rather than objects) or keep it server-side with a backend"
+        if ceiling:
+            return SessionTooLargeError(
+                size,
+                self.max_size,
+                f"raise max_cookie_size if your servers and proxies accept a longer Cookie header, or {hint}",
+            )
+        return SessionTooLargeError(size, MAX_COOKIE_SIZE, f"enable split_cookies, or {hint}")
+
+    def set_headers(self, value: str, carried: Iterable[str] = ()) -> list[str]:
+        """Return the Set-Cookie values that store ``value``, expiring every ``carried`` chunk
+        they do not overwrite.
+
+        Raises:
+            SessionTooLargeError: the value is over ``max_size``, or needs splitting while
+                splitting is off. Never sends a cookie a browser would silently drop.
+        """
+        name = self.settings.name
+        line = self.settings.header_size(len(value))
+        if line <= MAX_COOKIE_SIZE:
+            size = _request_size([(name, value)])
+            if size > self.max_size:
+                raise self._too_large(size, ceiling=True)
+            return [self.settings.set_header(value), *(self.settings.clear_header(c) for c in carried)]
+        if not self.split:
+            raise self._too_large(line, ceiling=False)
+        if len(value) > self.max_size:  # cheap early refusal before cutting a huge value
+            raise self._too_large(len(value), ceiling=True)
+        pairs: list[tuple[str, str]] = []
+        start = 0
+        while start < len(value):
+            index = len(pairs) + 1
+            end = start + self._capacity(index)
+            pairs.append((chunk_name(name, index), value[start:end]))
+            start = end
+        pairs.insert(0, (name, f"{CHUNK_MARKER}{len(pairs)}"))
+        size = _request_size(pairs)
+        if size > self.max_size:
+            raise self._too_large(size, ceiling=True)
+        written = {chunk for chunk, _ in pairs}
+        return [
+            *(self.settings.set_header(part, chunk) for chunk, part in pairs),
+            *(self.settings.clear_header(chunk) for chunk in carried if chunk not in written),
+        ]
+
+    def clear_headers(self, carried: Iterable[str] = (), *, main: bool = True) -> list[str]:
+        """Return the Set-Cookie values that delete the cookie (if ``main``) and its ``carried`` chunks."""
+        headers = [self.settings.clear_header()] if main else []
+        headers.extend(self.settings.clear_header(chunk) for chunk in carried)
+        return headers

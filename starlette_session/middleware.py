@@ -14,13 +14,14 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_session.backends import BackendType, backend_for_client, create_backend
-from starlette_session.cookies import CookieSettings, parse_cookies
+from starlette_session.cookies import DEFAULT_MAX_COOKIE_SIZE, CookieSettings, parse_cookies
+from starlette_session.encryption import EncryptedCodec, EncryptionKey, normalize_encryption_keys
 from starlette_session.exceptions import ConfigurationError
 from starlette_session.expiry import DEFAULT_FALLBACK_TTL
 from starlette_session.ids import DEFAULT_ID_BYTES
 from starlette_session.interfaces import ISessionBackend, SessionBackend
 from starlette_session.session import Session, _current
-from starlette_session.signing import SecretKey, SignedCodec, normalize_secret_keys
+from starlette_session.signing import CookieCodec, SecretKey, SignedCodec, normalize_secret_keys
 from starlette_session.strategies import (
     CookieStrategy,
     DictBackendAdapter,
@@ -70,6 +71,13 @@ class SessionMiddleware:
         scopes: which ASGI connection types get a session: "http", "websocket" or both.
         session_id_bytes: bytes of randomness in a server-side session id (at least 16).
         fallback_ttl: the store TTL when ``max_age`` is ``None``.
+        encryption_key: encrypt cookie sessions with AES-GCM (extra ``cryptography``): a key of
+            16, 24 or 32 bytes, or urlsafe base64 text of one, or a list whose first key
+            encrypts and all decrypt. Cookie sessions only.
+        max_cookie_size: cookie sessions: the most bytes the session's cookies may add to a
+            request's Cookie header; past it, ``SessionTooLargeError`` at response start.
+        split_cookies: cookie sessions: split a session too large for one 4096-byte cookie
+            over numbered cookies (``<name>.1``...); if ``False``, raise instead.
 
     Raises:
         ConfigurationError: any invalid argument, with the way to fix it.
@@ -100,6 +108,9 @@ class SessionMiddleware:
         scopes: Collection[Literal["http", "websocket"]] = ("http", "websocket"),
         session_id_bytes: int = DEFAULT_ID_BYTES,
         fallback_ttl: int = DEFAULT_FALLBACK_TTL,
+        encryption_key: EncryptionKey | Sequence[EncryptionKey] | None = None,
+        max_cookie_size: int = DEFAULT_MAX_COOKIE_SIZE,
+        split_cookies: bool = True,
     ) -> None:
         self.app = app
         if session_cookie is not None and cookie_name is not None:
@@ -129,8 +140,19 @@ class SessionMiddleware:
         codec = SignedCodec(normalize_secret_keys(secret_key), max_age)
         store = _pick_backend(backend_type, backend_client, custom_session_backend or backend)
         self.backend = store
+        cookie_codec: CookieCodec = codec
+        if encryption_key is not None:
+            if store is not None:
+                raise ConfigurationError(
+                    "encryption_key encrypts cookie sessions only: with a backend the cookie holds just a "
+                    "random session id and the data stays in the store. Drop encryption_key or the backend"
+                )
+            keys = normalize_encryption_keys(encryption_key)
+            cookie_codec = EncryptedCodec(keys, max_age, self.cookie.name)
         self.strategy: Strategy = (
-            CookieStrategy(codec, self.cookie)
+            CookieStrategy(
+                cookie_codec, self.cookie, split_cookies=split_cookies, max_cookie_size=max_cookie_size
+            )
             if store is None
             else ServerSideStrategy(
                 store, codec, self.cookie, session_id_bytes=session_id_bytes, fallback_ttl=fallback_ttl

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from starlette_session.cookies import CookieSettings
+from starlette_session.cookies import DEFAULT_MAX_COOKIE_SIZE, CookieJar, CookieSettings
 from starlette_session.exceptions import BackendError, StarletteSessionError
 from starlette_session.expiry import ttl_seconds
 from starlette_session.ids import is_valid_session_id, new_session_id
@@ -33,6 +33,9 @@ class Loaded:
     had_cookie: bool = False
     #: The server-side id of the loaded record; ``None`` for a new session or cookie sessions.
     session_id: str | None = None
+    #: Cookie sessions: the chunk cookies (``<name>.<n>``) the request carried, so that a save
+    #: can expire those it leaves stale.
+    chunks: tuple[str, ...] = ()
 
 
 class Strategy(Protocol):
@@ -55,34 +58,56 @@ def _parse_object(payload: bytes | None) -> dict[str, Any] | None:
 
 
 class CookieStrategy:
-    """The session data is the cookie: ``codec.encode(JSON)`` (Starlette's format by default)."""
+    """The session data is the cookie: ``codec.encode(JSON)`` (Starlette's format by default).
 
-    def __init__(self, codec: CookieCodec, cookie: CookieSettings) -> None:
+    A value too long for one cookie is split over numbered cookies by ``CookieJar``; one
+    over ``max_cookie_size`` raises ``SessionTooLargeError`` when the response starts.
+
+    Args:
+        codec: signs (``SignedCodec``) or encrypts (``EncryptedCodec``) the JSON.
+        cookie: the cookie's name and attributes.
+        split_cookies: split a session whose Set-Cookie line would pass 4096 bytes.
+        max_cookie_size: the most bytes the session's cookies may add to a request's Cookie header.
+
+    Raises:
+        ConfigurationError: an invalid ``max_cookie_size``.
+    """
+
+    def __init__(
+        self,
+        codec: CookieCodec,
+        cookie: CookieSettings,
+        *,
+        split_cookies: bool = True,
+        max_cookie_size: int = DEFAULT_MAX_COOKIE_SIZE,
+    ) -> None:
         self.codec = codec
         self.cookie = cookie
+        self.jar = CookieJar(cookie, split=split_cookies, max_size=max_cookie_size)
 
     async def load(self, cookies: dict[str, str]) -> Loaded:
-        value = cookies.get(self.cookie.name)
+        chunks = self.jar.carried_chunks(cookies) if self.jar.split else ()
+        value = self.jar.read(cookies)
         if value is None:
-            return Loaded(Session())
+            return Loaded(Session(), chunks=chunks)
         payload = self.codec.decode(value)
         data = _parse_object(payload)
         if data is None:
-            return Loaded(Session())
+            return Loaded(Session(), chunks=chunks)
         session = Session(data)
         session.loaded = payload
-        return Loaded(session, had_cookie=True)
+        return Loaded(session, had_cookie=True, chunks=chunks)
 
     async def save(self, loaded: Loaded, session: Session, rolling: bool) -> list[str]:
         payload = session.dump_if_changed()
         if payload is not None:
             if dict.__len__(session):
-                return [self.cookie.set_header(self.codec.encode(payload))]
-            if loaded.had_cookie:
-                return [self.cookie.clear_header()]
+                return self.jar.set_headers(self.codec.encode(payload), loaded.chunks)
+            if loaded.had_cookie or loaded.chunks:
+                return self.jar.clear_headers(loaded.chunks)
             return []
         if rolling and loaded.had_cookie and session.loaded is not None and dict.__len__(session):
-            return [self.cookie.set_header(self.codec.encode(session.loaded))]
+            return self.jar.set_headers(self.codec.encode(session.loaded), loaded.chunks)
         return []
 
 
