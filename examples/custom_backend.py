@@ -1,12 +1,13 @@
 """Bring your own store: a class written for starlette-session 0.4.3's ``ISessionBackend``.
 
-This one keeps sessions in a dict; a real one would talk to your database. Any exception it
+This one keeps sessions in a dict with their expiry; a real one would talk to your database. Any exception it
 raises becomes a ``BackendError``, so a failing store never silently loses data.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,13 +24,14 @@ class DictBackend(ISessionBackend):
     """A 0.4.3-style backend: async get/set/delete of dicts by key."""
 
     def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
+        self.data: dict[str, tuple[dict[str, Any], float]] = {}
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        return self.data.get(key)
+        value, expires = self.data.get(key, (None, 0.0))
+        return value if expires > time.time() else None
 
     async def set(self, key: str, value: dict[str, Any], exp: int | None) -> str | None:
-        self.data[key] = value  # a real store would expire the record after ``exp`` seconds
+        self.data[key] = (value, time.time() + (exp or 3600))
         return None
 
     async def delete(self, key: str) -> Any:
