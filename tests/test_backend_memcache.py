@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import importlib
 import json
 import socket
 import subprocess
@@ -20,6 +22,7 @@ import pytest
 from pymemcache.client.base import Client, PooledClient
 from pymemcache.client.hash import HashClient
 from pymemcache.serde import FLAG_COMPRESSED, compressed_serde, pickle_serde
+from starlette.testclient import TestClient
 
 from starlette_session import MemcacheJSONSerde as PackageMemcacheJSONSerde
 from starlette_session.backends import BackendType, MemcacheJSONSerde, backend_for_client, create_backend
@@ -715,3 +718,36 @@ def test_missing_libraries_name_their_extra(hide_modules: Callable[[str], None])
     with pytest.raises(MissingDependencyError, match=r"starlette-session\[aiomemcache\]") as caught:
         AioMemcacheBackend(object())
     assert (caught.value.package, caught.value.extra) == ("aiomcache", "aiomemcache")
+
+
+# -- the example apps, end to end ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module_name", ["examples.memcache_sync", "examples.memcache_async"])
+def test_example_apps_count_and_log_out(
+    module_name: str, memcached_addresses: list[Address], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    servers = ",".join(f"{host}:{port}" for host, port in memcached_addresses)
+    monkeypatch.setenv("MEMCACHED_SERVERS", servers)
+    monkeypatch.delitem(sys.modules, module_name, raising=False)
+    module = importlib.import_module(module_name)
+    direct = [_client(address) for address in memcached_addresses]
+    try:
+        with TestClient(module.app) as http:
+            assert http.get("/").json() == {"count": 1}
+            assert http.get("/").json() == {"count": 2}
+            session_id = JSON.loads(_cookie_payload(http.cookies["session"]))["_cssid"]
+            key = DEFAULT_KEY_PREFIX + session_id
+            assert any(raw.get(key) == b'{"count": 2}' for raw in direct)
+            assert http.get("/logout").json() == {"count": 0}
+            assert all(raw.get(key) is None for raw in direct)
+            assert http.get("/").json() == {"count": 1}
+    finally:
+        for raw in direct:
+            raw.close()
+
+
+def _cookie_payload(cookie: str) -> bytes:
+    # Starlette's format: base64(JSON) "." timestamp "." signature.
+    data = cookie.strip('"').split(".")[0]
+    return base64.b64decode(data + "=" * (-len(data) % 4))
