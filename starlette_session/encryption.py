@@ -82,9 +82,13 @@ def normalize_encryption_keys(encryption_key: EncryptionKey | Sequence[Encryptio
         ConfigurationError: no key, or a key that is not a valid AES key; the message says
             how to generate one.
     """
-    keys: Sequence[object] = (
-        [encryption_key] if isinstance(encryption_key, str | bytes | Secret) else list(encryption_key)
-    )
+    keys: Sequence[object]
+    if isinstance(encryption_key, str | bytes | Secret):
+        keys = [encryption_key]
+    elif isinstance(encryption_key, Sequence):
+        keys = list(encryption_key)
+    else:
+        raise _bad_key(f"expected str, bytes, Secret or a list of them, not {type(encryption_key).__name__}")
     if not keys:
         raise _bad_key("the list of keys is empty")
     return [_parse_key(key) for key in keys]

@@ -43,9 +43,15 @@ def normalize_secret_keys(secret_key: SecretKey | Sequence[SecretKey]) -> list[b
     Raises:
         ConfigurationError: no key, an empty key, or a key of the wrong type.
     """
-    keys: Sequence[object] = (
-        [secret_key] if isinstance(secret_key, str | bytes | Secret) else list(secret_key)
-    )
+    keys: Sequence[object]
+    if isinstance(secret_key, str | bytes | Secret):
+        keys = [secret_key]
+    elif isinstance(secret_key, Sequence):
+        keys = list(secret_key)
+    else:
+        raise ConfigurationError(
+            f"secret_key must be a str, bytes, Secret or a list of them, not {type(secret_key).__name__}"
+        )
     if not keys:
         raise ConfigurationError("secret_key is empty; pass a long random string (secrets.token_urlsafe(32))")
     result: list[bytes] = []
