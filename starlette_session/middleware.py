@@ -138,7 +138,13 @@ class SessionMiddleware:
         self.rolling = rolling
         self.exclude = _compile_patterns(exclude)
         codec = SignedCodec(normalize_secret_keys(secret_key), max_age)
-        store = _pick_backend(backend_type, backend_client, custom_session_backend or backend)
+        if custom_session_backend is not None and backend is not None:
+            raise ConfigurationError(
+                "pass the backend once: custom_session_backend= (0.4.3) or backend=, not both"
+            )
+        # ``is not None``, not ``or``: a backend with ``__len__`` (MemoryBackend) is falsy when empty.
+        custom = custom_session_backend if custom_session_backend is not None else backend
+        store = _pick_backend(backend_type, backend_client, custom)
         self.backend = store
         cookie_codec: CookieCodec = codec
         if encryption_key is not None:
@@ -162,6 +168,8 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = self.starts.get(scope["type"])
         if start is None or self._skipped(scope):
+            if scope["type"] == "lifespan" and self.backend is not None:
+                send = self._closing_backend_on_shutdown(send)
             await self.app(scope, receive, send)
             return
 
@@ -179,8 +187,8 @@ class SessionMiddleware:
                 if session.accessed or cookies:
                     message.setdefault("headers", [])
                     headers = MutableHeaders(scope=message)
-                    if session.accessed:
-                        headers.add_vary_header("Cookie")
+                    # A response that sets a cookie varies by cookie too (rolling renewal).
+                    headers.add_vary_header("Cookie")
                     for cookie in cookies:
                         headers.append("Set-Cookie", cookie)
             await send(message)
@@ -190,10 +198,23 @@ class SessionMiddleware:
         finally:
             _current.reset(token)
 
+    def _closing_backend_on_shutdown(self, send: Send) -> Send:
+        """Wrap the lifespan ``send`` so the backend releases what it created when the app stops."""
+        backend = self.backend
+        if backend is None:  # pragma: no cover - only called with a backend
+            return send
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await backend.aclose()
+            await send(message)
+
+        return send_wrapper
+
     def _skipped(self, scope: Scope) -> bool:
         if self.exclude is not None and self.exclude.match(scope["path"]):
             return True
-        return _routes_to_exempt_endpoint(scope)
+        return _routes_to_exempt_endpoint(scope, self.app)
 
 
 def _compile_patterns(patterns: Sequence[str | re.Pattern[str]]) -> re.Pattern[str] | None:
@@ -212,17 +233,37 @@ def _compile_patterns(patterns: Sequence[str | re.Pattern[str]]) -> re.Pattern[s
     return re.compile("|".join(sources))
 
 
-def _routes_to_exempt_endpoint(scope: Scope) -> bool:
+def _routes_to_exempt_endpoint(scope: Scope, inner: ASGIApp) -> bool:
     """Return whether the app's router sends this request to a ``@session_exempt`` endpoint."""
     if not _exempt_endpoints_exist:
         return False
-    router = getattr(scope.get("app"), "router", None)
-    for route in getattr(router, "routes", ()):
+    # scope["app"] is set by Starlette before its middleware stack; when the middleware wraps
+    # the app from outside (``app = SessionMiddleware(app, ...)``) it is not set yet.
+    router = getattr(scope.get("app"), "router", None) or _find_router(inner)
+    return _exempt_in(getattr(router, "routes", ()), scope)
+
+
+def _exempt_in(routes: Sequence[Any], scope: Scope) -> bool:
+    for route in routes:
         match, child_scope = route.matches(scope)
         if match is Match.FULL:
             endpoint = child_scope.get("endpoint", getattr(route, "endpoint", None))
+            if endpoint is None and hasattr(route, "routes"):  # a Mount: look inside it
+                return _exempt_in(route.routes, {**scope, **child_scope})
             return bool(getattr(endpoint, _EXEMPT_ATTRIBUTE, False))
     return False
+
+
+def _find_router(app: object) -> object | None:
+    """Return the router of ``app``, looking through the middleware that wraps it (``.app``)."""
+    for _ in range(32):
+        router: object = getattr(app, "router", None)
+        if router is not None:
+            return router
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
 
 
 def _pick_backend(
