@@ -1,0 +1,463 @@
+"""``python -m benchmarks``: the whole benchmark in one run (``scripts/bench.sh`` sets it up).
+
+Subcommands:
+
+* ``run`` (the default): start Redis and memcached on free loopback ports, then measure the
+  in-process workloads on every contender, the store round trips, the 1.3 ms store latency
+  variant, the prototypes and the HTTP benchmark; run the Starlette 0.52 comparison in its own
+  venv (``--compat-python``); print the tables, write ``benchmarks/results/latest.json`` (and
+  ``latest.md``) and the chart ``docs/img/benchmarks.png``.
+* ``compat``: the in-process cookie workloads only (bare, Starlette, ours-cookie), as JSON on
+  stdout; ``run`` starts it with the Starlette 0.52 venv's Python.
+* ``profile CONTENDER WORKLOAD``: a pyinstrument profile of one contender's workload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+from benchmarks.contenders import CONTENDERS, SESSION_BYTES, Stores, have_043
+from benchmarks.harness import Budget, Caller, time_sequential
+from benchmarks.http_bench import WrkSettings
+from benchmarks.suite import CONCURRENT, WORKLOADS, Built, build, run_concurrent, run_workloads
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+CHART = ROOT / "docs" / "img" / "benchmarks.png"
+LATENCY_MS = 1.3
+
+LATENCY_CONTENDERS = (
+    "ours-redis-sync",
+    "ours-redis-async",
+    "ours-memcache",
+    "ours-memcache-pooled",
+    "ours-aiomemcache",
+    "starsessions-redis",
+    "0.4.3-redis-sync",
+)
+HTTP_CONTENDERS = (
+    "bare",
+    "starlette",
+    "ours-cookie",
+    "ours-redis-sync",
+    "ours-redis-async",
+    "starsessions-redis",
+)
+COMPAT_CONTENDERS = ("bare", "starlette", "ours-cookie")
+VERSIONED_PACKAGES = (
+    "starlette",
+    "itsdangerous",
+    "anyio",
+    "redis",
+    "pymemcache",
+    "aiomcache",
+    "SQLAlchemy",
+    "aiosqlite",
+    "starsessions",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "matplotlib",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Iteration counts and time budgets of one run."""
+
+    sequential: Budget
+    rounds: int
+    concurrent: Budget
+    concurrent_rounds: int
+    roundtrip_requests: int
+    latency_sequential: Budget
+    latency_concurrent: Budget
+    latency_rounds: int
+    wrk: WrkSettings = field(default_factory=WrkSettings)
+
+
+FULL = Plan(
+    sequential=Budget(warmup=100, iterations=2000, min_iterations=100, seconds=0.35),
+    rounds=3,
+    concurrent=Budget(warmup=256, iterations=50_000, min_iterations=512, seconds=0.5),
+    concurrent_rounds=2,
+    roundtrip_requests=50,
+    latency_sequential=Budget(warmup=20, iterations=400, min_iterations=50, seconds=0.3),
+    latency_concurrent=Budget(warmup=128, iterations=50_000, min_iterations=512, seconds=1.0),
+    latency_rounds=2,
+)
+QUICK = Plan(
+    sequential=Budget(warmup=20, iterations=200, min_iterations=20, seconds=0.05),
+    rounds=1,
+    concurrent=Budget(warmup=64, iterations=512, min_iterations=512, seconds=0.1),
+    concurrent_rounds=1,
+    roundtrip_requests=10,
+    latency_sequential=Budget(warmup=5, iterations=50, min_iterations=10, seconds=0.05),
+    latency_concurrent=Budget(warmup=64, iterations=512, min_iterations=512, seconds=0.1),
+    latency_rounds=1,
+    wrk=WrkSettings(seconds=1, warmup_seconds=1),
+)
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def available(names: Sequence[str]) -> list[str]:
+    """Return the contenders among ``names`` whose libraries are installed here."""
+    result = []
+    for name in names:
+        if name.startswith("starsessions") and importlib.util.find_spec("starsessions") is None:
+            _log(f"  skipping {name}: starsessions is not installed")
+            continue
+        if name.startswith("0.4.3") and not have_043():
+            _log(f"  skipping {name}: starlette-session 0.4.3 is not unpacked (scripts/bench.sh does it)")
+            continue
+        result.append(name)
+    return result
+
+
+# -- metadata -----------------------------------------------------------------------------------------
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown"
+
+
+def _command_output(argv: Sequence[str]) -> str | None:
+    if shutil.which(argv[0]) is None:
+        return None
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
+    text = (done.stdout or done.stderr).strip()
+    return text.splitlines()[0] if text else None
+
+
+def collect_meta(stores: Stores | None) -> dict[str, Any]:
+    """Versions, machine and date of this run."""
+    meta: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "package_version": _version("starlette-session"),
+        "git_commit": _command_output(["git", "rev-parse", "--short", "HEAD"]),
+        "sqlite": sqlite3.sqlite_version,
+        "wrk": _command_output(["wrk", "-v"]),
+        "session_bytes": SESSION_BYTES,
+    }
+    for package in VERSIONED_PACKAGES:
+        meta[package.lower()] = _version(package)
+    if stores is not None:
+        from benchmarks.store_stats import memcached_version, redis_server_version  # noqa: PLC0415
+        from benchmarks.suite import redis_address  # noqa: PLC0415
+
+        meta["redis_server"] = redis_server_version(redis_address(stores.need_redis()))
+        meta["memcached_server"] = memcached_version(stores.need_memcached())
+    return meta
+
+
+# -- phases --------------------------------------------------------------------------------------------
+
+
+async def _build_all(stack: contextlib.AsyncExitStack, names: Sequence[str], stores: Stores) -> list[Built]:
+    return [await build(stack, CONTENDERS[name], stores) for name in names]
+
+
+async def inprocess_phase(stores: Stores, names: Sequence[str], plan: Plan, count: bool) -> dict[str, Any]:
+    """Every workload on every contender; then store round trips when ``count``."""
+    from benchmarks.suite import count_round_trips  # noqa: PLC0415
+
+    async with contextlib.AsyncExitStack() as stack:
+        built = await _build_all(stack, names, stores)
+        inprocess: dict[str, Any] = dict(await run_workloads(built, WORKLOADS, plan.sequential, plan.rounds))
+        inprocess["read-c64"] = await run_concurrent(built, plan.concurrent, plan.concurrent_rounds)
+        result: dict[str, Any] = {"inprocess": inprocess}
+        if count:
+            result["roundtrips"] = await count_round_trips(built, stores, WORKLOADS, plan.roundtrip_requests)
+    return result
+
+
+async def latency_phase(slow: Stores, names: Sequence[str], plan: Plan) -> dict[str, Any]:
+    """Reads, one at a time and 64 at once, with every store command delayed."""
+    read = WORKLOADS[0]
+    async with contextlib.AsyncExitStack() as stack:
+        built = await _build_all(stack, names, slow)
+        sequential = await run_workloads(built, [read], plan.latency_sequential, plan.latency_rounds)
+        concurrent = await run_concurrent(built, plan.latency_concurrent, plan.latency_rounds)
+    return {"read": sequential[read.name], "read-c64": concurrent}
+
+
+async def prototype_phase(stores: Stores, slow: Stores, plan: Plan) -> dict[str, Any]:
+    """Measure the prototypes of ``benchmarks.prototypes`` against the package as it is."""
+    from benchmarks import prototypes  # noqa: PLC0415
+    from benchmarks.contenders import SECRET_KEY, SEED_SESSION  # noqa: PLC0415
+
+    result: dict[str, Any] = {}
+    prototypes.check_codec_compatibility(SECRET_KEY)
+    payload = json.dumps(SEED_SESSION).encode()
+    result["codec"] = prototypes.time_codecs(SECRET_KEY, payload, 20_000 if plan is FULL else 1000)
+    result["bridge"] = await prototypes.time_bridges(5000 if plan is FULL else 640)
+    result["clients"] = await prototypes.time_clients(stores.need_redis(), stores.need_memcached())
+    async with contextlib.AsyncExitStack() as stack:
+        cookie = CONTENDERS["ours-cookie"]
+        plain = await build(stack, cookie, stores)
+        with prototypes.fast_codec_patch():
+            fast = await build(stack, cookie, stores)
+        variants = [
+            prototypes.Variant("package as it is", plain.app, plain.cookie),
+            prototypes.Variant("FastSignedCodec", fast.app, fast.cookie),
+            prototypes.Variant("LazyCompareSession", plain.app, plain.cookie, prototypes.lazy_compare_patch),
+            prototypes.Variant("both", fast.app, fast.cookie, prototypes.lazy_compare_patch),
+        ]
+        starlette = await build(stack, CONTENDERS["starlette"], stores)
+        variants.append(prototypes.Variant("starlette (reference)", starlette.app, starlette.cookie))
+        result["cookie_app"] = {
+            workload.name: await prototypes.compare_sequential(
+                variants, workload.path, workload.with_cookie, plan.sequential, plan.rounds
+            )
+            for workload in WORKLOADS[:2]
+        }
+        redis_async = await build(stack, CONTENDERS["ours-redis-async"], stores)
+        result["redis_async_app"] = {
+            "read": await prototypes.compare_sequential(
+                [
+                    prototypes.Variant("package as it is", redis_async.app, redis_async.cookie),
+                    prototypes.Variant(
+                        "LazyCompareSession",
+                        redis_async.app,
+                        redis_async.cookie,
+                        prototypes.lazy_compare_patch,
+                    ),
+                ],
+                "/read",
+                True,
+                plan.sequential,
+                plan.rounds,
+            )
+        }
+        redis_sync = CONTENDERS["ours-redis-sync"]
+        redis_variants = []
+        slow_variants = []
+        for label, patch in (
+            ("anyio.to_thread", None),
+            ("run_in_executor", prototypes.executor_bridge_patch),
+        ):
+            direct = await build(stack, redis_sync, stores)
+            redis_variants.append(prototypes.Variant(label, direct.app, direct.cookie, patch))
+            delayed = await build(stack, redis_sync, slow)
+            slow_variants.append(prototypes.Variant(label, delayed.app, delayed.cookie, patch))
+        result["redis_sync_app"] = {
+            "read, median µs": await prototypes.compare_sequential(
+                redis_variants, "/read", True, plan.sequential, plan.rounds
+            ),
+            "read-c64, req/s": await prototypes.compare_concurrent(
+                redis_variants, "/read", 64, plan.concurrent, plan.concurrent_rounds
+            ),
+            f"read-c64 at {LATENCY_MS} ms, req/s": await prototypes.compare_concurrent(
+                slow_variants, "/read", 64, plan.latency_concurrent, plan.latency_rounds
+            ),
+        }
+    return result
+
+
+def compat_phase(python: Path, quick: bool) -> dict[str, Any] | None:
+    """Run ``compat`` with another venv's Python (Starlette 0.52) and return its results."""
+    if not python.exists():
+        _log(f"  skipping the Starlette 0.52 comparison: {python} does not exist")
+        return None
+    argv = [str(python), "-m", "benchmarks", "compat", *(["--quick"] if quick else [])]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
+    if done.returncode != 0:
+        _log(f"  the Starlette 0.52 comparison failed:\n{done.stderr}")
+        return None
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+@contextlib.contextmanager
+def _servers() -> Iterator[tuple[str, tuple[str, int]]]:
+    # tests/servers.py starts and stops real servers; it imports pytest, which the bench venv has.
+    sys.path.insert(0, str(ROOT))
+    from tests.servers import start_memcached, start_redis  # noqa: PLC0415
+
+    with start_redis() as redis_url, start_memcached() as memcached:
+        yield redis_url, memcached
+
+
+def run(args: argparse.Namespace) -> int:
+    """The whole benchmark; see the module docstring."""
+    from benchmarks.http_bench import run_http  # noqa: PLC0415
+    from benchmarks.latency_proxy import start_latency_proxy  # noqa: PLC0415
+    from benchmarks.suite import measure_rtt_ms, redis_address  # noqa: PLC0415
+
+    plan = QUICK if args.quick else FULL
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="starlette-session-bench-") as tmp, _servers() as (url, mc):
+        stores = Stores(workdir=Path(tmp), redis_url=url, memcached=mc)
+        results["meta"] = collect_meta(stores)
+        _log(f"redis {url}, memcached {mc[0]}:{mc[1]}, workdir {tmp}")
+        _log("in-process workloads (median µs per request):")
+        names = available(list(CONTENDERS))
+        results.update(asyncio.run(inprocess_phase(stores, names, plan, count=True)))
+        _log(f"store latency {LATENCY_MS} ms:")
+        with (
+            start_latency_proxy(redis_address(url), LATENCY_MS) as redis_proxy,
+            start_latency_proxy(mc, LATENCY_MS) as memcached_proxy,
+        ):
+            slow = Stores(
+                workdir=Path(tmp),
+                redis_url=f"redis://{redis_proxy[0]}:{redis_proxy[1]}/0",
+                memcached=memcached_proxy,
+            )
+            latency: dict[str, Any] = {
+                "delay_ms": LATENCY_MS,
+                "rtt_ms": {
+                    "redis": round(measure_rtt_ms(redis_proxy, b"PING\r\n", b"+PONG\r\n"), 3),
+                    "memcached": round(measure_rtt_ms(memcached_proxy, b"version\r\n", b"\r\n"), 3),
+                    "redis_direct": round(measure_rtt_ms(redis_address(url), b"PING\r\n", b"+PONG\r\n"), 3),
+                },
+            }
+            _log(f"  measured round trips: {latency['rtt_ms']}")
+            latency.update(asyncio.run(latency_phase(slow, available(LATENCY_CONTENDERS), plan)))
+            results["latency"] = latency
+            _log("prototypes:")
+            results["prototypes"] = asyncio.run(prototype_phase(stores, slow, plan))
+        if not args.no_http:
+            _log("HTTP (uvicorn + wrk):")
+            results["http_settings"] = {
+                "seconds": plan.wrk.seconds,
+                "connections": plan.wrk.connections,
+                "threads": plan.wrk.threads,
+            }
+            results["http"] = run_http(available(HTTP_CONTENDERS), stores, plan.wrk)
+    _log("Starlette 0.52 venv:")
+    compat = compat_phase(Path(args.compat_python), args.quick) if args.compat_python else None
+    if compat is not None:
+        results["starlette_052"] = compat
+    results["targets"] = [target.as_dict() for target in report.evaluate_targets(results)]
+    results["meta"]["seconds"] = round(time.monotonic() - started, 1)
+    for table in report.tables(results):
+        _log("")
+        _log(report.render_text(*table))
+    output = Path(args.output)
+    report.write_outputs(results, output, output.with_suffix(".md"))
+    if args.chart:
+        report.draw_chart(results, Path(args.chart))
+    _log(f"\nwrote {output} and {output.with_suffix('.md')}" + (f" and {args.chart}" if args.chart else ""))
+    _log(f"total {results['meta']['seconds']} s")
+    return 0
+
+
+def compat(args: argparse.Namespace) -> int:
+    """Cookie workloads only, JSON on stdout: what ``run`` starts in the Starlette 0.52 venv."""
+    plan = QUICK if args.quick else FULL
+
+    async def measure(workdir: Path) -> dict[str, Any]:
+        stores = Stores(workdir=workdir)
+        async with contextlib.AsyncExitStack() as stack:
+            built = await _build_all(stack, COMPAT_CONTENDERS, stores)
+            quiet = lambda message: None  # noqa: E731 - stdout carries the JSON
+            data: dict[str, Any] = dict(
+                await run_workloads(built, WORKLOADS, plan.sequential, plan.rounds, progress=quiet)
+            )
+            data["read-c64"] = await run_concurrent(
+                built, plan.concurrent, plan.concurrent_rounds, progress=quiet
+            )
+        return data
+
+    with tempfile.TemporaryDirectory(prefix="starlette-session-bench-") as tmp:
+        data = asyncio.run(measure(Path(tmp)))
+    data["starlette_version"] = _version("starlette")
+    data["python"] = platform.python_version()
+    print(json.dumps(data))
+    return 0
+
+
+def profile(args: argparse.Namespace) -> int:
+    """Profile one contender's workload with pyinstrument and print the call tree."""
+    from pyinstrument import Profiler  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+
+    contender = CONTENDERS[args.contender]
+    workload = next(w for w in [*WORKLOADS, CONCURRENT] if w.name == args.workload)
+
+    async def measure(stores: Stores) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            built = await build(stack, contender, stores)
+            caller: Caller = built.caller(workload)
+            await time_sequential(caller, Budget(warmup=200, iterations=10, min_iterations=1))
+            profiler = Profiler(interval=0.0001, async_mode="disabled")
+            profiler.start()
+            deadline = time.perf_counter() + args.seconds
+            while time.perf_counter() < deadline:
+                await caller()
+            profiler.stop()
+            print(profiler.output_text(unicode=True, color=False, show_all=False))
+
+    with tempfile.TemporaryDirectory(prefix="starlette-session-bench-") as tmp:
+        if contender.store in ("redis", "memcached"):
+            with _servers() as (url, mc):
+                asyncio.run(measure(Stores(workdir=Path(tmp), redis_url=url, memcached=mc)))
+        else:
+            asyncio.run(measure(Stores(workdir=Path(tmp))))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    run_parser = sub.add_parser("run", help="the whole benchmark (default)")
+    for p in (parser, run_parser):
+        p.add_argument("--quick", action="store_true", help="tiny budgets: checks that everything runs")
+        p.add_argument("--no-http", action="store_true", help="skip the uvicorn + wrk benchmark")
+        p.add_argument("--output", default=str(RESULTS / "latest.json"))
+        p.add_argument("--chart", default=str(CHART), help="PNG to draw ('' for none)")
+        p.add_argument("--compat-python", default=str(ROOT / ".venv-bench-052" / "bin" / "python"))
+    compat_parser = sub.add_parser("compat", help="cookie workloads only, JSON on stdout")
+    compat_parser.add_argument("--quick", action="store_true")
+    profile_parser = sub.add_parser("profile", help="pyinstrument profile of one workload")
+    profile_parser.add_argument("contender", choices=sorted(CONTENDERS))
+    profile_parser.add_argument("workload", choices=[w.name for w in WORKLOADS])
+    profile_parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    if args.command == "compat":
+        return compat(args)
+    if args.command == "profile":
+        return profile(args)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

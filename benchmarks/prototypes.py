@@ -1,0 +1,385 @@
+"""Prototypes of optimizations, measured against the package as it is. Nothing here changes the package.
+
+1. ``FastSignedCodec``: Starlette's cookie format (itsdangerous ``TimestampSigner``, HMAC-SHA1,
+   "django-concat" key derivation), byte for byte, but with the derived keys computed and
+   keyed into HMAC objects once, instead of on every sign/unsign, and no exception-driven
+   control flow. Cookies cross over both ways: checked before anything is timed.
+2. ``LazyCompareSession``: the session only serializes itself at response time to look for
+   a change inside a nested value when such a value was actually handed out (``get``,
+   ``[]``, ``items()``...); reading a scalar no longer costs a ``json.dumps``.
+3. A thread bridge on ``loop.run_in_executor`` with a dedicated ``ThreadPoolExecutor``
+   (40 threads, like anyio's default limiter), against ``anyio.to_thread.run_sync``.
+
+Each variant is swapped in by patching a module attribute of the package while the variant's
+app is built or measured, never by editing package files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import hashlib
+import hmac
+import statistics
+import struct
+import time
+from base64 import b64decode, b64encode, urlsafe_b64decode, urlsafe_b64encode
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, ParamSpec, TypeVar
+
+import anyio.to_thread
+
+from benchmarks.harness import ASGIApp, Budget, Caller, Throughput, Timing, time_concurrent, time_sequential
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_SALT = b"itsdangerous.Signer"
+_INT64 = struct.Struct(">Q")
+
+
+class FastSignedCodec:
+    """``starlette_session.signing.SignedCodec``'s format with precomputed keys.
+
+    Args:
+        secret_keys: newest first; the first signs, all verify.
+        max_age: the signature's maximum age in seconds, ``None`` for no limit.
+    """
+
+    def __init__(self, secret_keys: Sequence[bytes], max_age: int | None) -> None:
+        # itsdangerous' default "django-concat" derivation: sha1(salt + b"signer" + secret).
+        # The HMAC objects are keyed once; each signature copies one (skips the key padding).
+        self._keys = [
+            hmac.new(hashlib.sha1(_SALT + b"signer" + key).digest(), digestmod=hashlib.sha1)
+            for key in secret_keys
+        ]
+        self.max_age = max_age
+
+    def _signature(self, key: hmac.HMAC, message: bytes) -> bytes:
+        mac = key.copy()
+        mac.update(message)
+        return mac.digest()
+
+    def encode(self, payload: bytes) -> str:
+        timestamp = urlsafe_b64encode(_INT64.pack(int(time.time())).lstrip(b"\x00")).rstrip(b"=")
+        message = b64encode(payload) + b"." + timestamp
+        signature = urlsafe_b64encode(self._signature(self._keys[0], message)).rstrip(b"=")
+        return (message + b"." + signature).decode("ascii")
+
+    def decode(self, value: str) -> bytes | None:
+        try:
+            message, _, signature_text = value.encode("ascii").rpartition(b".")
+            signature = urlsafe_b64decode(signature_text + b"=" * (-len(signature_text) % 4))
+            if not any(hmac.compare_digest(self._signature(key, message), signature) for key in self._keys):
+                return None
+            data, dot, timestamp_text = message.rpartition(b".")
+            if not dot:
+                return None
+            raw = urlsafe_b64decode(timestamp_text + b"=" * (-len(timestamp_text) % 4))
+            if len(raw) > 8:
+                return None
+            if self.max_age is not None:
+                age = int(time.time()) - _INT64.unpack(raw.rjust(8, b"\x00"))[0]
+                if age > self.max_age or age < 0:
+                    return None
+            return b64decode(data, validate=True)
+        except (UnicodeEncodeError, binascii.Error, ValueError):
+            return None
+
+
+def check_codec_compatibility(secret: str) -> None:
+    """Verify that ``FastSignedCodec`` and the package's ``SignedCodec`` read each other's cookies.
+
+    Raises:
+        AssertionError: a cookie did not cross over, or a tampered one was accepted.
+    """
+    from starlette_session.signing import SignedCodec, normalize_secret_keys  # noqa: PLC0415
+
+    keys = normalize_secret_keys([secret, "an-older-key"])
+    reference = SignedCodec(keys, 3600)
+    fast = FastSignedCodec(keys, 3600)
+    payload = b'{"user_id": 1, "roles": ["a", "b"]}'
+    assert fast.decode(reference.encode(payload)) == payload
+    assert reference.decode(fast.encode(payload)) == payload
+    for _ in range(3):  # byte-identical when both sign within the same second
+        second = int(time.time())
+        ours, theirs = fast.encode(payload), reference.encode(payload)
+        if int(time.time()) == second:
+            assert ours == theirs
+            break
+    old = SignedCodec(normalize_secret_keys("an-older-key"), 3600)
+    assert fast.decode(old.encode(payload)) == payload  # rotation: old keys still verify
+    tampered = fast.encode(payload)
+    assert fast.decode(tampered[:-2] + ("A" if tampered[-2] != "A" else "B") + tampered[-1]) is None
+    assert fast.decode("garbage") is None
+    assert fast.decode("é.x.y") is None
+    expired = FastSignedCodec(keys, 0)
+    stale = SignedCodec(keys, None).encode(payload)
+    time.sleep(1.05)
+    assert expired.decode(stale) is None
+
+
+def time_codecs(secret: str, payload: bytes, iterations: int = 20_000) -> dict[str, dict[str, float]]:
+    """Return the µs per ``encode`` and ``decode`` of the package's codec and the fast one."""
+    from starlette_session.signing import SignedCodec, normalize_secret_keys  # noqa: PLC0415
+
+    keys = normalize_secret_keys(secret)
+    results: dict[str, dict[str, float]] = {}
+    for name, codec in (("itsdangerous", SignedCodec(keys, 3600)), ("fast", FastSignedCodec(keys, 3600))):
+        cookie = codec.encode(payload)
+        start = time.perf_counter()
+        for _ in range(iterations):
+            codec.encode(payload)
+        encode_us = (time.perf_counter() - start) / iterations * 1e6
+        start = time.perf_counter()
+        for _ in range(iterations):
+            codec.decode(cookie)
+        decode_us = (time.perf_counter() - start) / iterations * 1e6
+        results[name] = {"encode_us": round(encode_us, 2), "decode_us": round(decode_us, 2)}
+    return results
+
+
+# -- change detection -------------------------------------------------------------------------------
+
+
+def lazy_compare_session_class() -> type[Any]:
+    """Return a ``Session`` subclass that compares bytes only after handing out a dict or list."""
+    from starlette_session.session import Session  # noqa: PLC0415
+
+    class LazyCompareSession(Session):
+        handed_out = False
+
+        def __getitem__(self, key: str) -> Any:
+            value = super().__getitem__(key)
+            if isinstance(value, dict | list):
+                self.handed_out = True
+            return value
+
+        def get(self, key: str, default: Any = None) -> Any:
+            value = super().get(key, default)
+            if isinstance(value, dict | list):
+                self.handed_out = True
+            return value
+
+        # Everything else that can return a value (or a view of them) counts as handing out.
+        def values(self) -> Any:
+            self.handed_out = True
+            return super().values()
+
+        def items(self) -> Any:
+            self.handed_out = True
+            return super().items()
+
+        def copy(self) -> dict[str, Any]:
+            self.handed_out = True
+            return super().copy()
+
+        def pop(self, key: str, *args: Any) -> Any:
+            self.handed_out = True
+            return super().pop(key, *args)
+
+        def popitem(self) -> tuple[str, Any]:
+            self.handed_out = True
+            return super().popitem()
+
+        def setdefault(self, key: str, default: Any = None) -> Any:
+            self.handed_out = True
+            return super().setdefault(key, default)
+
+        def dump_if_changed(self) -> bytes | None:
+            if not (self.modified or self.regenerate or self.handed_out):
+                return None
+            return super().dump_if_changed()
+
+    return LazyCompareSession
+
+
+def lazy_compare_patch() -> contextlib.AbstractContextManager[None]:
+    """Make the strategies create ``LazyCompareSession`` objects (active while serving)."""
+    import starlette_session.strategies  # noqa: PLC0415
+
+    return patched(starlette_session.strategies, "Session", lazy_compare_session_class())
+
+
+# -- thread bridges ---------------------------------------------------------------------------------
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def executor() -> ThreadPoolExecutor:
+    """The dedicated pool of the executor bridge (40 threads, like anyio's default limiter)."""
+    global _executor  # noqa: PLW0603 - one pool per process, made on first use
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=40, thread_name_prefix="bench-bridge")
+    return _executor
+
+
+async def executor_run_sync(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``starlette_session._bridge.run_sync`` on ``loop.run_in_executor`` with a dedicated pool."""
+    loop = asyncio.get_running_loop()
+    if kwargs:
+        return await loop.run_in_executor(executor(), lambda: func(*args, **kwargs))
+    return await loop.run_in_executor(executor(), func, *args)
+
+
+async def anyio_run_sync(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """The package's bridge, as it is."""
+    from starlette_session._bridge import run_sync  # noqa: PLC0415
+
+    return await run_sync(func, *args, **kwargs)
+
+
+def _noop() -> None:
+    return None
+
+
+async def time_bridges(calls: int = 5000, concurrency: int = 64) -> dict[str, dict[str, float]]:
+    """Return the cost of one trivial call through each bridge, alone and 64 at a time."""
+    bridges: dict[str, Callable[[Callable[[], None]], Awaitable[None]]] = {
+        "anyio.to_thread.run_sync": anyio.to_thread.run_sync,
+        "run_in_executor": executor_run_sync,
+    }
+    results: dict[str, dict[str, float]] = {}
+    for name, bridge in bridges.items():
+        for _ in range(200):
+            await bridge(_noop)
+        samples: list[int] = []
+        for _ in range(calls):
+            start = time.perf_counter_ns()
+            await bridge(_noop)
+            samples.append(time.perf_counter_ns() - start)
+
+        async def worker(
+            count: int, bridge: Callable[[Callable[[], None]], Awaitable[None]] = bridge
+        ) -> None:
+            for _ in range(count):
+                await bridge(_noop)
+
+        start_s = time.perf_counter()
+        await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start_s
+        results[name] = {
+            "sequential_us": round(statistics.median(samples) / 1000, 2),
+            "concurrent_calls_per_s": round((calls // concurrency) * concurrency / elapsed, 1),
+        }
+    return results
+
+
+# -- variants of a contender ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def patched(module: ModuleType, name: str, value: Any) -> Iterator[None]:
+    """Replace ``module.name`` with ``value`` inside the block."""
+    original = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+@dataclass
+class Variant:
+    """An app plus the patch that must be active while it serves (``None``: none)."""
+
+    name: str
+    app: ASGIApp
+    cookie: str | None
+    patch: Callable[[], contextlib.AbstractContextManager[None]] | None = None
+
+    def active(self) -> contextlib.AbstractContextManager[None]:
+        return self.patch() if self.patch is not None else contextlib.nullcontext()
+
+
+async def compare_sequential(
+    variants: Sequence[Variant], path: str, with_cookie: bool, budget: Budget, rounds: int
+) -> dict[str, dict[str, float]]:
+    """Time ``path`` on each variant, taking turns; return each one's timing summary."""
+    timings = {variant.name: Timing() for variant in variants}
+    for _ in range(rounds):
+        for variant in variants:
+            with variant.active():
+                caller = Caller(variant.app, path, variant.cookie if with_cookie else None)
+                timings[variant.name].add(await time_sequential(caller, budget))
+    return {name: timing.summary() for name, timing in timings.items()}
+
+
+async def compare_concurrent(
+    variants: Sequence[Variant], path: str, concurrency: int, budget: Budget, rounds: int
+) -> dict[str, dict[str, float]]:
+    """Measure ``concurrency`` simultaneous requests on each variant, taking turns."""
+    totals = {variant.name: Throughput() for variant in variants}
+    for _ in range(rounds):
+        for variant in variants:
+            with variant.active():
+                caller = Caller(variant.app, path, variant.cookie)
+                totals[variant.name].add(await time_concurrent(caller, concurrency, budget))
+    return {name: total.summary() for name, total in totals.items()}
+
+
+async def time_clients(redis_url: str, memcached: tuple[str, int], calls: int = 2000) -> dict[str, float]:
+    """Return the median µs of one GET through each store client alone: the floor of a store read."""
+    import aiomcache  # noqa: PLC0415
+    import redis  # noqa: PLC0415
+    import redis.asyncio  # noqa: PLC0415
+    from pymemcache.client.base import Client  # noqa: PLC0415
+
+    sync_redis = redis.Redis.from_url(redis_url)
+    async_redis = redis.asyncio.Redis.from_url(redis_url)
+    pymemcache_client = Client(memcached)
+    aiomcache_client = aiomcache.Client(*memcached)
+    sync_redis.set("bench:floor", b"x" * 310)
+    pymemcache_client.set("bench:floor", b"x" * 310)
+
+    async def in_thread_redis() -> Any:
+        return await anyio.to_thread.run_sync(sync_redis.get, "bench:floor")
+
+    async def in_thread_memcache() -> Any:
+        return await anyio.to_thread.run_sync(pymemcache_client.get, "bench:floor")
+
+    async def blocking_redis() -> Any:
+        return sync_redis.get("bench:floor")
+
+    cases: dict[str, Callable[[], Awaitable[Any]]] = {
+        "redis.asyncio GET": lambda: async_redis.get("bench:floor"),
+        "redis.Redis GET via anyio.to_thread": in_thread_redis,
+        "redis.Redis GET on the loop (blocking)": blocking_redis,
+        "aiomcache get": lambda: aiomcache_client.get(b"bench:floor"),
+        "pymemcache get via anyio.to_thread": in_thread_memcache,
+    }
+    results: dict[str, float] = {}
+    try:
+        for name, call in cases.items():
+            for _ in range(100):
+                await call()
+            samples = []
+            for _ in range(calls):
+                start = time.perf_counter_ns()
+                await call()
+                samples.append(time.perf_counter_ns() - start)
+            results[name] = round(statistics.median(samples) / 1000, 2)
+    finally:
+        sync_redis.close()
+        await async_redis.aclose()
+        pymemcache_client.close()
+        await aiomcache_client.close()
+    return results
+
+
+def fast_codec_patch() -> contextlib.AbstractContextManager[None]:
+    """Make ``SessionMiddleware`` build a ``FastSignedCodec`` (active while the app is built)."""
+    import starlette_session.middleware  # noqa: PLC0415
+
+    return patched(starlette_session.middleware, "SignedCodec", FastSignedCodec)
+
+
+def executor_bridge_patch() -> contextlib.AbstractContextManager[None]:
+    """Make ``RedisBackend`` use the executor bridge (active while it serves)."""
+    import starlette_session.backends.redis  # noqa: PLC0415
+
+    return patched(starlette_session.backends.redis, "run_sync", executor_run_sync)
