@@ -87,7 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = commands.add_parser(name, help=text)
         command.add_argument("store", help="a SQLAlchemy database URL, or a FileBackend directory")
         command.add_argument("session_id", help="the session id (the cookie's _cssid)")
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # An id may start with "-" (base64url); argparse would take it for an option.
+    if arguments and arguments[-1].startswith("-") and is_valid_session_id(arguments[-1]):
+        arguments.insert(len(arguments) - 1, "--")
+    args = parser.parse_args(arguments)
     try:
         return anyio.run(_run, args)
     except StarletteSessionError as exc:

@@ -193,3 +193,12 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["vacuum", "/tmp"])
     assert exc_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_an_id_starting_with_a_dash_is_not_taken_for_an_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "sessions"
+    store.mkdir()
+    assert main(["get", str(store), "-starts-with-a-dash-0123456789"]) == 1
+    assert "no such session" in capsys.readouterr().err
