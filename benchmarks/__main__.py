@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ LATENCY_CONTENDERS = (
     "ours-memcache",
     "ours-memcache-pooled",
     "ours-aiomemcache",
+    "ours-aiomemcache-pool64",
     "starsessions-redis",
     "0.4.3-redis-sync",
 )
@@ -114,7 +116,7 @@ QUICK = Plan(
     latency_sequential=Budget(warmup=5, iterations=50, min_iterations=10, seconds=0.05),
     latency_concurrent=Budget(warmup=64, iterations=512, min_iterations=512, seconds=0.1),
     latency_rounds=1,
-    wrk=WrkSettings(seconds=1, warmup_seconds=1),
+    wrk=WrkSettings(seconds=1, warmup_seconds=1, rounds=1),
 )
 
 
@@ -235,11 +237,16 @@ async def prototype_phase(stores: Stores, slow: Stores, plan: Plan) -> dict[str,
         plain = await build(stack, cookie, stores)
         with prototypes.fast_codec_patch():
             fast = await build(stack, cookie, stores)
+        with prototypes.cached_codec_patch():
+            cached = await build(stack, cookie, stores)
         variants = [
             prototypes.Variant("package as it is", plain.app, plain.cookie),
             prototypes.Variant("FastSignedCodec", fast.app, fast.cookie),
             prototypes.Variant("LazyCompareSession", plain.app, plain.cookie, prototypes.lazy_compare_patch),
             prototypes.Variant("both", fast.app, fast.cookie, prototypes.lazy_compare_patch),
+            prototypes.Variant(
+                "both + decode cache", cached.app, cached.cookie, prototypes.lazy_compare_patch
+            ),
         ]
         starlette = await build(stack, CONTENDERS["starlette"], stores)
         variants.append(prototypes.Variant("starlette (reference)", starlette.app, starlette.cookie))
@@ -270,10 +277,12 @@ async def prototype_phase(stores: Stores, slow: Stores, plan: Plan) -> dict[str,
         redis_sync = CONTENDERS["ours-redis-sync"]
         redis_variants = []
         slow_variants = []
-        for label, patch in (
-            ("anyio.to_thread", None),
-            ("run_in_executor", prototypes.executor_bridge_patch),
-        ):
+        bridges: list[tuple[str, Callable[[], contextlib.AbstractContextManager[None]] | None]] = [
+            ("anyio.to_thread (40 threads)", None),
+            ("run_in_executor, 40 threads", prototypes.executor_bridge_patch),
+            ("run_in_executor, 16 threads", functools.partial(prototypes.executor_bridge_patch, 16)),
+        ]
+        for label, patch in bridges:
             direct = await build(stack, redis_sync, stores)
             redis_variants.append(prototypes.Variant(label, direct.app, direct.cookie, patch))
             delayed = await build(stack, redis_sync, slow)
@@ -318,7 +327,7 @@ def _servers() -> Iterator[tuple[str, tuple[str, int]]]:
 
 def run(args: argparse.Namespace) -> int:
     """The whole benchmark; see the module docstring."""
-    from benchmarks.http_bench import run_http  # noqa: PLC0415
+    from benchmarks.http_bench import Served, run_http  # noqa: PLC0415
     from benchmarks.latency_proxy import start_latency_proxy  # noqa: PLC0415
     from benchmarks.suite import measure_rtt_ms, redis_address  # noqa: PLC0415
 
@@ -348,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
                     "redis": round(measure_rtt_ms(redis_proxy, b"PING\r\n", b"+PONG\r\n"), 3),
                     "memcached": round(measure_rtt_ms(memcached_proxy, b"version\r\n", b"\r\n"), 3),
                     "redis_direct": round(measure_rtt_ms(redis_address(url), b"PING\r\n", b"+PONG\r\n"), 3),
+                    "memcached_direct": round(measure_rtt_ms(mc, b"version\r\n", b"\r\n"), 3),
                 },
             }
             _log(f"  measured round trips: {latency['rtt_ms']}")
@@ -361,8 +371,11 @@ def run(args: argparse.Namespace) -> int:
                 "seconds": plan.wrk.seconds,
                 "connections": plan.wrk.connections,
                 "threads": plan.wrk.threads,
+                "rounds": plan.wrk.rounds,
             }
-            results["http"] = run_http(available(HTTP_CONTENDERS), stores, plan.wrk)
+            served = [Served(name, name) for name in available(HTTP_CONTENDERS)]
+            served.append(Served("ours-redis-sync + executor bridge", "ours-redis-sync", "executor-bridge"))
+            results["http"] = run_http(served, stores, plan.wrk)
     _log("Starlette 0.52 venv:")
     compat = compat_phase(Path(args.compat_python), args.quick) if args.compat_python else None
     if compat is not None:
@@ -381,6 +394,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cookie_prototypes_read(
+    stack: contextlib.AsyncExitStack, stores: Stores, plan: Plan
+) -> dict[str, dict[str, float]]:
+    """The cookie read with the prototypes on, against Starlette, in this venv."""
+    from benchmarks import prototypes  # noqa: PLC0415
+
+    cookie = CONTENDERS["ours-cookie"]
+    plain = await build(stack, cookie, stores)
+    with prototypes.cached_codec_patch():
+        cached = await build(stack, cookie, stores)
+    starlette = await build(stack, CONTENDERS["starlette"], stores)
+    variants = [
+        prototypes.Variant("ours-cookie", plain.app, plain.cookie),
+        prototypes.Variant(
+            "ours-cookie + all prototypes", cached.app, cached.cookie, prototypes.lazy_compare_patch
+        ),
+        prototypes.Variant("starlette", starlette.app, starlette.cookie),
+    ]
+    return await prototypes.compare_sequential(variants, "/read", True, plan.sequential, plan.rounds)
+
+
 def compat(args: argparse.Namespace) -> int:
     """Cookie workloads only, JSON on stdout: what ``run`` starts in the Starlette 0.52 venv."""
     plan = QUICK if args.quick else FULL
@@ -396,6 +430,7 @@ def compat(args: argparse.Namespace) -> int:
             data["read-c64"] = await run_concurrent(
                 built, plan.concurrent, plan.concurrent_rounds, progress=quiet
             )
+            data["prototypes_read"] = await _cookie_prototypes_read(stack, stores, plan)
         return data
 
     with tempfile.TemporaryDirectory(prefix="starlette-session-bench-") as tmp:

@@ -278,6 +278,21 @@ async def _ours_aiomemcache(stores: Stores) -> AsyncIterator[ASGIApp]:
 
 
 @contextlib.asynccontextmanager
+async def _ours_aiomemcache_pool64(stores: Stores) -> AsyncIterator[ASGIApp]:
+    import aiomcache  # noqa: PLC0415
+
+    from starlette_session import BackendType  # noqa: PLC0415
+
+    host, port = stores.need_memcached()
+    # aiomcache keeps at most pool_size (default 2) connections: 2 commands in flight at a time.
+    client = aiomcache.Client(host, port, pool_size=64)
+    try:
+        yield _ours(backend_type=BackendType.aioMemcache, backend_client=client)
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
 async def _ours_file(stores: Stores) -> AsyncIterator[ASGIApp]:
     from starlette_session import BackendType  # noqa: PLC0415
 
@@ -444,6 +459,13 @@ CONTENDERS: dict[str, Contender] = {
             "MemcacheBackend.from_servers: PooledClient, TCP_NODELAY",
         ),
         Contender("ours-aiomemcache", "ours", "memcached", _ours_aiomemcache, "aiomcache.Client"),
+        Contender(
+            "ours-aiomemcache-pool64",
+            "ours",
+            "memcached",
+            _ours_aiomemcache_pool64,
+            "aiomcache.Client(pool_size=64)",
+        ),
         Contender("ours-file", "ours", "file", _ours_file, "one file per session"),
         Contender("ours-sqlite-sync", "ours", "sqlite", _ours_sqlite_sync, "SQLAlchemy Engine, pysqlite"),
         Contender(

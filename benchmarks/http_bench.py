@@ -2,8 +2,9 @@
 
 For each contender: start ``python -m benchmarks.serve`` on a free port, create a session with
 one ``GET /seed``, then run ``wrk -t THREADS -c CONNECTIONS -d SECONDS`` against ``/read`` with
-that session's cookie, after a short warm-up run. Reported: requests per second and latency
-percentiles as wrk prints them, and the count of non-2xx answers (which must be 0).
+that session's cookie, after a short warm-up run. The contenders take turns, twice, and the
+two runs are averaged. Reported: requests per second and latency percentiles as wrk prints
+them, and the count of non-2xx answers and socket errors (which must be 0).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import http.client
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks.contenders import Stores
 from benchmarks.suite import cookie_from_set_cookie
@@ -33,6 +36,7 @@ class WrkSettings:
     warmup_seconds: int = 1
     connections: int = 64
     threads: int = 2
+    rounds: int = 2
 
 
 def wrk_path() -> str:
@@ -47,10 +51,21 @@ def wrk_path() -> str:
     return path
 
 
+@dataclass(frozen=True)
+class Served:
+    """One HTTP contender: a label, the contender served, and a prototype to patch in (or none)."""
+
+    label: str
+    contender: str
+    prototype: str | None = None
+
+
 @contextmanager
-def serve(contender: str, stores: Stores) -> Iterator[int]:
+def serve(contender: str, stores: Stores, prototype: str | None = None) -> Iterator[int]:
     """Run ``benchmarks.serve`` for ``contender`` and yield its port once it answers."""
     argv = [sys.executable, "-m", "benchmarks.serve", contender, "--workdir", str(stores.workdir)]
+    if prototype:
+        argv += ["--prototype", prototype]
     if stores.redis_url:
         argv += ["--redis-url", stores.redis_url]
     if stores.memcached:
@@ -143,17 +158,30 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
-def run_http(contenders: Sequence[str], stores: Stores, settings: WrkSettings) -> dict[str, dict[str, float]]:
-    """Serve and load each contender in turn.
+def run_http(contenders: Sequence[Served], stores: Stores, settings: WrkSettings) -> dict[str, Any]:
+    """Serve and load each contender in turn, ``settings.rounds`` times (taking turns).
 
     Returns:
-        ``{contender: wrk numbers}``.
+        ``{label: wrk numbers averaged over the rounds, plus "rounds_requests_per_s"}``.
     """
-    results: dict[str, dict[str, float]] = {}
-    for name in contenders:
-        with serve(name, stores) as port:
-            cookie = seed_cookie(port)
-            run_wrk(port, "/read", cookie, settings.warmup_seconds, settings)
-            results[name] = run_wrk(port, "/read", cookie, settings.seconds, settings)
-        print(f"  http {name:22} {results[name]['requests_per_s']:9.0f} req/s", flush=True)
+    runs: dict[str, list[dict[str, float]]] = {item.label: [] for item in contenders}
+    for _ in range(settings.rounds):
+        for item in contenders:
+            with serve(item.contender, stores, item.prototype) as port:
+                cookie = seed_cookie(port)
+                run_wrk(port, "/read", cookie, settings.warmup_seconds, settings)
+                runs[item.label].append(run_wrk(port, "/read", cookie, settings.seconds, settings))
+            rate = runs[item.label][-1]["requests_per_s"]
+            print(f"  http {item.label:34} {rate:9.0f} req/s", flush=True)
+    results: dict[str, Any] = {}
+    for label, numbers in runs.items():
+        merged: dict[str, Any] = {
+            key: round(statistics.fmean(run[key] for run in numbers), 3)
+            for key in numbers[0]
+            if key not in ("non_2xx", "socket_errors", "requests")
+        }
+        for key in ("non_2xx", "socket_errors", "requests"):
+            merged[key] = sum(run.get(key, 0.0) for run in numbers)
+        merged["rounds_requests_per_s"] = [run["requests_per_s"] for run in numbers]
+        results[label] = merged
     return results

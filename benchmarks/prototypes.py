@@ -7,7 +7,9 @@
 2. ``LazyCompareSession``: the session only serializes itself at response time to look for
    a change inside a nested value when such a value was actually handed out (``get``,
    ``[]``, ``items()``...); reading a scalar no longer costs a ``json.dumps``.
-3. A thread bridge on ``loop.run_in_executor`` with a dedicated ``ThreadPoolExecutor``
+3. ``CachedFastSignedCodec``: the fast codec plus a bounded cache of cookie values it has
+   verified, so a repeated cookie skips the HMAC and base64 work (its age is still checked).
+4. A thread bridge on ``loop.run_in_executor`` with a dedicated ``ThreadPoolExecutor``
    (40 threads, like anyio's default limiter), against ``anyio.to_thread.run_sync``.
 
 Each variant is swapped in by patching a module attribute of the package while the variant's
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import contextlib
+import functools
 import hashlib
 import hmac
 import statistics
@@ -71,6 +74,11 @@ class FastSignedCodec:
         return (message + b"." + signature).decode("ascii")
 
     def decode(self, value: str) -> bytes | None:
+        verified = self.verify(value)
+        return None if verified is None else verified[0]
+
+    def verify(self, value: str) -> tuple[bytes, int] | None:
+        """Return the payload and the Unix time it was signed at, or ``None`` if invalid or expired."""
         try:
             message, _, signature_text = value.encode("ascii").rpartition(b".")
             signature = urlsafe_b64decode(signature_text + b"=" * (-len(signature_text) % 4))
@@ -82,13 +90,48 @@ class FastSignedCodec:
             raw = urlsafe_b64decode(timestamp_text + b"=" * (-len(timestamp_text) % 4))
             if len(raw) > 8:
                 return None
-            if self.max_age is not None:
-                age = int(time.time()) - _INT64.unpack(raw.rjust(8, b"\x00"))[0]
-                if age > self.max_age or age < 0:
-                    return None
-            return b64decode(data, validate=True)
+            signed_at: int = _INT64.unpack(raw.rjust(8, b"\x00"))[0]
+            if not self._fresh(signed_at):
+                return None
+            return b64decode(data, validate=True), signed_at
         except (UnicodeEncodeError, binascii.Error, ValueError):
             return None
+
+    def _fresh(self, signed_at: int) -> bool:
+        if self.max_age is None:
+            return True
+        age = int(time.time()) - signed_at
+        return 0 <= age <= self.max_age
+
+
+class CachedFastSignedCodec(FastSignedCodec):
+    """``FastSignedCodec`` that remembers cookie values it verified (payload and signing time).
+
+    A browser sends the same cookie until the session changes, so most requests of a
+    read-mostly app skip the HMAC, both base64 decodings and the timestamp parsing. Only
+    exact strings that verified are cached; their age is checked on every hit.
+
+    Args:
+        secret_keys: newest first; the first signs, all verify.
+        max_age: the signature's maximum age in seconds, ``None`` for no limit.
+        size: entries kept; the cache is emptied when full (no LRU bookkeeping per hit).
+    """
+
+    def __init__(self, secret_keys: Sequence[bytes], max_age: int | None, size: int = 4096) -> None:
+        super().__init__(secret_keys, max_age)
+        self._cache: dict[str, tuple[bytes, int]] = {}
+        self._size = size
+
+    def verify(self, value: str) -> tuple[bytes, int] | None:
+        hit = self._cache.get(value)
+        if hit is not None:
+            return hit if self._fresh(hit[1]) else None
+        verified = super().verify(value)
+        if verified is not None:
+            if len(self._cache) >= self._size:
+                self._cache.clear()
+            self._cache[value] = verified
+        return verified
 
 
 def check_codec_compatibility(secret: str) -> None:
@@ -102,7 +145,10 @@ def check_codec_compatibility(secret: str) -> None:
     keys = normalize_secret_keys([secret, "an-older-key"])
     reference = SignedCodec(keys, 3600)
     fast = FastSignedCodec(keys, 3600)
+    cached = CachedFastSignedCodec(keys, 3600)
     payload = b'{"user_id": 1, "roles": ["a", "b"]}'
+    assert cached.decode(reference.encode(payload)) == payload
+    assert cached.decode(reference.encode(payload)) == payload  # a hit
     assert fast.decode(reference.encode(payload)) == payload
     assert reference.decode(fast.encode(payload)) == payload
     for _ in range(3):  # byte-identical when both sign within the same second
@@ -118,9 +164,12 @@ def check_codec_compatibility(secret: str) -> None:
     assert fast.decode("garbage") is None
     assert fast.decode("é.x.y") is None
     expired = FastSignedCodec(keys, 0)
+    expiring = CachedFastSignedCodec(keys, 0)
     stale = SignedCodec(keys, None).encode(payload)
+    assert expiring.decode(stale) == payload
     time.sleep(1.05)
     assert expired.decode(stale) is None
+    assert expiring.decode(stale) is None  # a cached entry expires too
 
 
 def time_codecs(secret: str, payload: bytes, iterations: int = 20_000) -> dict[str, dict[str, float]]:
@@ -129,7 +178,12 @@ def time_codecs(secret: str, payload: bytes, iterations: int = 20_000) -> dict[s
 
     keys = normalize_secret_keys(secret)
     results: dict[str, dict[str, float]] = {}
-    for name, codec in (("itsdangerous", SignedCodec(keys, 3600)), ("fast", FastSignedCodec(keys, 3600))):
+    codecs: list[tuple[str, Any]] = [
+        ("itsdangerous", SignedCodec(keys, 3600)),
+        ("fast", FastSignedCodec(keys, 3600)),
+        ("fast + decode cache (hit)", CachedFastSignedCodec(keys, 3600)),
+    ]
+    for name, codec in codecs:
         cookie = codec.encode(payload)
         start = time.perf_counter()
         for _ in range(iterations):
@@ -207,23 +261,26 @@ def lazy_compare_patch() -> contextlib.AbstractContextManager[None]:
 
 # -- thread bridges ---------------------------------------------------------------------------------
 
-_executor: ThreadPoolExecutor | None = None
+Bridge = Callable[..., Awaitable[Any]]
 
 
-def executor() -> ThreadPoolExecutor:
-    """The dedicated pool of the executor bridge (40 threads, like anyio's default limiter)."""
-    global _executor  # noqa: PLW0603 - one pool per process, made on first use
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=40, thread_name_prefix="bench-bridge")
-    return _executor
+def make_executor_bridge(workers: int = 40) -> Bridge:
+    """Return a ``run_sync`` on ``loop.run_in_executor`` with a dedicated pool of ``workers`` threads.
+
+    40 is anyio's default limiter. Fewer threads also means less GIL hand-over between them.
+    """
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"bench-bridge-{workers}")
+
+    async def run_sync(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        if kwargs:
+            return await loop.run_in_executor(pool, functools.partial(func, *args, **kwargs))
+        return await loop.run_in_executor(pool, func, *args)
+
+    return run_sync
 
 
-async def executor_run_sync(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    """``starlette_session._bridge.run_sync`` on ``loop.run_in_executor`` with a dedicated pool."""
-    loop = asyncio.get_running_loop()
-    if kwargs:
-        return await loop.run_in_executor(executor(), lambda: func(*args, **kwargs))
-    return await loop.run_in_executor(executor(), func, *args)
+executor_run_sync = make_executor_bridge(40)
 
 
 async def anyio_run_sync(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -378,8 +435,20 @@ def fast_codec_patch() -> contextlib.AbstractContextManager[None]:
     return patched(starlette_session.middleware, "SignedCodec", FastSignedCodec)
 
 
-def executor_bridge_patch() -> contextlib.AbstractContextManager[None]:
-    """Make ``RedisBackend`` use the executor bridge (active while it serves)."""
+def cached_codec_patch() -> contextlib.AbstractContextManager[None]:
+    """Make ``SessionMiddleware`` build a ``CachedFastSignedCodec`` (active while the app is built)."""
+    import starlette_session.middleware  # noqa: PLC0415
+
+    return patched(starlette_session.middleware, "SignedCodec", CachedFastSignedCodec)
+
+
+_bridges: dict[int, Bridge] = {40: executor_run_sync}
+
+
+def executor_bridge_patch(workers: int = 40) -> contextlib.AbstractContextManager[None]:
+    """Make ``RedisBackend`` use an executor bridge of ``workers`` threads (active while it serves)."""
     import starlette_session.backends.redis  # noqa: PLC0415
 
-    return patched(starlette_session.backends.redis, "run_sync", executor_run_sync)
+    if workers not in _bridges:
+        _bridges[workers] = make_executor_bridge(workers)
+    return patched(starlette_session.backends.redis, "run_sync", _bridges[workers])

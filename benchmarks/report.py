@@ -85,6 +85,24 @@ def evaluate_targets(results: Results) -> list[Target]:
         _median(results, "starlette_052", "read", "starlette"),
     )
     add("cookie read / Starlette 0.52 (both on Starlette 0.52)", cookie_052, "<= 0.6", lambda v: v <= 0.6)
+    add(
+        "cookie read with all prototypes / Starlette 0.52 (both on Starlette 0.52)",
+        _ratio(
+            _median(results, "starlette_052", "prototypes_read", "ours-cookie + all prototypes"),
+            _median(results, "starlette_052", "prototypes_read", "starlette"),
+        ),
+        "<= 0.6",
+        lambda v: v <= 0.6,
+    )
+    add(
+        "cookie read with all prototypes / Starlette 1.x",
+        _ratio(
+            _get(results, "prototypes", "cookie_app", "read", "both + decode cache", "median_us"),
+            _get(results, "prototypes", "cookie_app", "read", "starlette (reference)", "median_us"),
+        ),
+        "<= 1.0",
+        lambda v: v <= 1.0,
+    )
     starlette_read = _median(results, "inprocess", "read", "starlette")
     add(
         "cookie read / Starlette 1.x",
@@ -114,6 +132,15 @@ def evaluate_targets(results: Results) -> list[Target]:
         ">= 4000",
         lambda v: v >= 4000,
     )
+    slow_bridges = _get(results, "prototypes", "redis_sync_app", "read-c64 at 1.3 ms, req/s") or {}
+    for label, value in slow_bridges.items():
+        if label.startswith("run_in_executor"):
+            add(
+                f"1.3 ms store: ours-redis-sync with {label} (prototype), 64 concurrent reads (req/s)",
+                value.get("requests_per_s"),
+                ">= 4000",
+                lambda v: v >= 4000,
+            )
     rtt = _get(results, "latency", "rtt_ms", "memcached")
     memcache_rps = _get(results, "latency", "read-c64", "ours-memcache", "requests_per_s")
     if rtt:
@@ -144,7 +171,7 @@ def evaluate_targets(results: Results) -> list[Target]:
                 _always(exact),
             )
     starsessions = _get(results, "http", "starsessions-redis", "requests_per_s")
-    for name in ("ours-redis-async", "ours-redis-sync"):
+    for name in ("ours-redis-async", "ours-redis-sync", "ours-redis-sync + executor bridge"):
         add(
             f"HTTP {name} / starsessions-redis (req/s)",
             _ratio(_get(results, "http", name, "requests_per_s"), starsessions),
@@ -235,6 +262,21 @@ def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
                         _fmt(_ratio(timing["median_us"], starlette), 2),
                     ]
                 )
+        for name, timing in compat.get("prototypes_read", {}).items():
+            rows.append(
+                [
+                    "read (prototypes run)",
+                    name,
+                    _fmt(timing["median_us"]),
+                    _fmt(
+                        _ratio(
+                            timing["median_us"],
+                            _median(results, "starlette_052", "prototypes_read", "starlette"),
+                        ),
+                        2,
+                    ),
+                ]
+            )
         out.append(
             (
                 f"Starlette {compat.get('starlette_version', '0.52')} venv, in-process",
@@ -281,7 +323,7 @@ def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
         out.append(
             (
                 f"HTTP: uvicorn (1 worker) + wrk -t{settings.get('threads')} -c{settings.get('connections')} "
-                f"-d{settings.get('seconds')}s, GET /read with the session cookie",
+                f"-d{settings.get('seconds')}s (mean of {settings.get('rounds', 1)} runs), GET /read with the session cookie",
                 ["contender", "req/s", "x Starlette", "p50 ms", "p99 ms", "errors"],
                 rows,
             )
@@ -411,9 +453,10 @@ def draw_chart(results: Results, path: Path) -> None:
             rows.append((label, ratio, "tab:orange"))
     ax.barh([r[0] for r in rows], [r[1] for r in rows], color=[r[2] for r in rows])
     ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=8)
-    ax.set_xlabel("read: median time ÷ Starlette 1.x SessionMiddleware (lower is better)")
+    ax.set_xlabel("read: median time ÷ Starlette 1.x SessionMiddleware (log scale; lower is better)")
     ax.set_title("Read of an existing 310-byte session, relative to Starlette")
 
     ax = axes[1][0]
