@@ -323,7 +323,8 @@ def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
         out.append(
             (
                 f"HTTP: uvicorn (1 worker) + wrk -t{settings.get('threads')} -c{settings.get('connections')} "
-                f"-d{settings.get('seconds')}s (mean of {settings.get('rounds', 1)} runs), GET /read with the session cookie",
+                f"-d{settings.get('seconds')}s (mean of {settings.get('rounds', 1)} runs), "
+                "GET /read with the session cookie",
                 ["contender", "req/s", "x Starlette", "p50 ms", "p99 ms", "errors"],
                 rows,
             )
