@@ -204,6 +204,8 @@ def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
     """Return ``(title, header, rows)`` for each table of the run."""
     out: list[tuple[str, list[str], list[list[str]]]] = []
     inprocess = results.get("inprocess", {})
+    if all(workload in inprocess for workload in WORKLOAD_ORDER):
+        out.append(summary_table(results))
     for workload in WORKLOAD_ORDER:
         data = inprocess.get(workload)
         if not data:
@@ -374,6 +376,39 @@ def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
         ]
         out.append(("Targets", ["target", "value", "goal", "result"], rows))
     return out
+
+
+def summary_table(results: Results) -> tuple[str, list[str], list[list[str]]]:
+    """One row per contender: every workload's median, the main ratios and the store commands."""
+    inprocess = results["inprocess"]
+    starlette_read = _median(results, "inprocess", "read", "starlette")
+    bare_none = _median(results, "inprocess", "no-touch", "bare")
+    rows = []
+    for name in inprocess["read"]:
+        medians = [_median(results, "inprocess", workload, name) for workload in WORKLOAD_ORDER]
+        commands = [_get(results, "roundtrips", name, workload) for workload in WORKLOAD_ORDER]
+        rows.append(
+            [
+                name,
+                *(_fmt(value) for value in medians),
+                _fmt(_ratio(medians[0], starlette_read), 2),
+                _fmt(_ratio(medians[3], bare_none), 2),
+                _fmt(_get(results, "inprocess", "read-c64", name, "requests_per_s"), 0),
+                "-" if all(c is None for c in commands) else " / ".join(_commands(c) for c in commands),
+            ]
+        )
+    header = [
+        "contender",
+        "read µs",
+        "write µs",
+        "new µs",
+        "no-touch µs",
+        "read x Starlette",
+        "no-touch x bare",
+        "read-c64 req/s",
+        "store commands per request: read / write / new / no-touch",
+    ]
+    return "In-process, median µs per request (summary)", header, rows
 
 
 def render_text(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
