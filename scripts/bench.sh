@@ -7,7 +7,8 @@
 #   .venv-bench-052  this package on Starlette 0.52.1, for the "x Starlette 0.52" ratio
 #   benchmarks/.vendor-043  the starlette-session 0.4.3 wheel, unpacked: its import name is ours,
 #                    so the benchmark loads it under another name (benchmarks/contenders.py)
-# Needs redis-server, memcached (scripts/install-servers.sh) and wrk (installed here when root).
+# Needs redis-server and memcached (installed by scripts/install-servers.sh when missing) and wrk
+# (installed here when root).
 # Writes benchmarks/results/latest.{json,md} and docs/img/benchmarks.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,10 @@ fi
     echo "bench.sh: needs Python >= 3.10 (set PYTHON=...)" >&2
     exit 1
 }
+
+if ! command -v redis-server >/dev/null || ! command -v memcached >/dev/null; then
+    bash scripts/install-servers.sh # installs as root (or with sudo); says what to do otherwise
+fi
 
 if ! command -v wrk >/dev/null; then
     if [[ "$(id -u)" == 0 ]]; then
