@@ -25,6 +25,7 @@ from starlette_session.signing import CookieCodec, SecretKey, SignedCodec, norma
 from starlette_session.strategies import (
     CookieStrategy,
     DictBackendAdapter,
+    Loaded,
     ServerSideStrategy,
     Strategy,
 )
@@ -173,9 +174,11 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        loaded = await self.strategy.load(parse_cookies(scope["headers"]))
+        cookies = parse_cookies(scope["headers"])
+        loaded = await self.strategy.load(cookies) if cookies else Loaded(Session())
         scope["session"] = loaded.session
         token = _current.set(loaded.session)
+        rolling = self.rolling and loaded.had_cookie
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == start:
@@ -183,6 +186,9 @@ class SessionMiddleware:
                 if not isinstance(session, Session):  # the app replaced it with a plain dict
                     session = Session(session)
                     session.mark_modified()
+                elif not session.accessed and not rolling:  # untouched: nothing to save or vary
+                    await send(message)
+                    return
                 cookies = await self.strategy.save(loaded, session, self.rolling)
                 if session.accessed or cookies:
                     message.setdefault("headers", [])

@@ -5,10 +5,11 @@ How changes are detected, cheaply:
 * Every mutating dict method sets ``modified`` (as in Starlette 1.x); every reading method
   sets ``accessed`` (Starlette 1.x sets it in ``request.session``; older Starlette does not,
   so reads are tracked here too).
-* A change *inside* a nested value (``session["cart"].append(item)``) sets no flag. So when a
-  session was read but not flagged, and holds at least one list or dict, the middleware
-  serializes it once at response time and compares the bytes with those it was loaded from.
-  Sessions that were not read, or hold only scalars, cost nothing extra.
+* A change *inside* a nested value (``session["cart"].append(item)``) sets no flag. So reading
+  methods that hand out a list or dict (``session["cart"]``, ``get``, ``setdefault``,
+  ``values``, ``items``, ``copy``) set ``exposed``; when a session was exposed but not flagged,
+  the middleware serializes it once at response time and compares the bytes with those it was
+  loaded from. Sessions whose lists and dicts were never handed out cost nothing extra.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Session(dict[str, Any]):
     modified: bool = False
     #: The serialized form it was loaded from; ``None`` for a new session.
     loaded: bytes | None = None
+    #: A list or dict value was handed out, so it may have been changed in place.
+    exposed: bool = False
     #: Set by ``regenerate_session()``: move the data to a new id when the response starts.
     regenerate: bool = False
 
@@ -46,10 +49,7 @@ class Session(dict[str, Any]):
         """
         if self.modified or self.regenerate:
             return JSON.dumps(self)
-        if not self.accessed or self.loaded is None:
-            return None
-        # Only a mutable value can have been changed without a flag.
-        if not any(isinstance(value, dict | list) for value in dict.values(self)):
+        if not self.exposed or self.loaded is None:
             return None
         payload = JSON.dumps(self)
         return None if payload == self.loaded else payload
@@ -58,11 +58,17 @@ class Session(dict[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         self.accessed = True
-        return super().__getitem__(key)
+        value = super().__getitem__(key)
+        if isinstance(value, dict | list):
+            self.exposed = True
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
         self.accessed = True
-        return super().get(key, default)
+        value = super().get(key, default)
+        if isinstance(value, dict | list):
+            self.exposed = True
+        return value
 
     def __contains__(self, key: object) -> bool:
         self.accessed = True
@@ -81,15 +87,15 @@ class Session(dict[str, Any]):
         return super().keys()
 
     def values(self) -> Any:
-        self.accessed = True
+        self.accessed = self.exposed = True
         return super().values()
 
     def items(self) -> Any:
-        self.accessed = True
+        self.accessed = self.exposed = True
         return super().items()
 
     def copy(self) -> dict[str, Any]:
-        self.accessed = True
+        self.accessed = self.exposed = True
         return dict(super().items())
 
     # -- writes (the same set as Starlette 1.x) -----------------------------------------
@@ -123,7 +129,10 @@ class Session(dict[str, Any]):
             self.mark_modified()
         else:
             self.accessed = True
-        return super().setdefault(key, default)
+        value = super().setdefault(key, default)
+        if isinstance(value, dict | list):
+            self.exposed = True
+        return value
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         self.mark_modified()

@@ -257,7 +257,7 @@ async def test_touch_loses_to_a_concurrent_write(
 ) -> None:
     await backend.write(SID, b"old", 10)
     other = FileBackend(session_dir, clock=lambda: T0 + 1000)
-    clock.hook = lambda: anyio.from_thread.run(other.write, SID, b"new", 10)
+    clock.hook = lambda: other._write_sync(other._path(SID), b"new", 10)
     clock.hook_at = clock.calls + 1
     assert await backend.touch(SID, 10) is True
     assert (session_dir / f"session-{SID}").read_bytes() == header(T0 + 1010) + b"new"
@@ -271,7 +271,7 @@ async def test_stale_read_does_not_delete_a_fresh_replacement(
     clock.now = T0 + 20
     # Another process rewrites the session between this read's open and its unlink.
     other = FileBackend(session_dir, clock=lambda: T0 + 20)
-    clock.hook = lambda: anyio.from_thread.run(other.write, SID, b"fresh", 10)
+    clock.hook = lambda: other._write_sync(other._path(SID), b"fresh", 10)
     clock.hook_at = clock.calls + 1
     assert await backend.read(SID) is None  # what it opened was expired
     assert await backend.read(SID) == b"fresh"
@@ -354,7 +354,7 @@ async def test_delete_expired_spares_a_file_rewritten_meanwhile(
     def rewrite_then_parse(content: bytes) -> tuple[float | None, int]:
         # The stale file is open and read; another process replaces it before the unlink.
         monkeypatch.setattr(file_module, "_parse_header", parse)
-        anyio.from_thread.run(fresh.write, SID, b"fresh", 60)
+        fresh._write_sync(fresh._path(SID), b"fresh", 60)
         return parse(content)
 
     monkeypatch.setattr(file_module, "_parse_header", rewrite_then_parse)

@@ -1,0 +1,83 @@
+"""The shortcuts taken for speed keep the behaviour they shortcut."""
+
+from __future__ import annotations
+
+import threading
+from base64 import b64encode
+
+import itsdangerous
+import pytest
+
+from starlette_session._bridge import run_sync
+from starlette_session.session import Session
+from starlette_session.signing import SignedCodec
+
+KEYS = [b"new key", b"old key"]
+
+
+def test_signed_codec_matches_itsdangerous_byte_for_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(itsdangerous.TimestampSigner, "get_timestamp", lambda self: 1_700_000_000)
+    payload = b'{"user": 1}'
+    ours = SignedCodec(KEYS, max_age=60).encode(payload)
+    theirs = itsdangerous.TimestampSigner(b"new key").sign(b64encode(payload)).decode()
+    assert ours == theirs
+    old = itsdangerous.TimestampSigner(b"old key").sign(b64encode(payload)).decode()
+    assert SignedCodec(KEYS, max_age=60).decode(old) == payload
+
+
+def test_cached_value_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = 1_700_000_000
+    monkeypatch.setattr(itsdangerous.TimestampSigner, "get_timestamp", lambda self: now)
+    codec = SignedCodec(KEYS, max_age=60)
+    value = codec.encode(b"{}")
+    assert codec.decode(value) == b"{}"
+    assert codec.decode(value) == b"{}"  # from the cache
+    monkeypatch.setattr(itsdangerous.TimestampSigner, "get_timestamp", lambda self: now + 61)
+    assert codec.decode(value) is None
+    monkeypatch.setattr(itsdangerous.TimestampSigner, "get_timestamp", lambda self: now - 1)
+    assert codec.decode(value) is None  # signed in the future
+
+
+def test_rejected_values_are_not_cached() -> None:
+    codec = SignedCodec(KEYS, max_age=None)
+    value = codec.encode(b"{}")
+    forged = value[:-1] + ("A" if value[-1] != "A" else "B")
+    for _ in range(2):
+        assert codec.decode(forged) is None
+    assert forged not in codec._cache
+
+
+def test_cache_is_bounded() -> None:
+    codec = SignedCodec(KEYS, max_age=None, cache_size=8)
+    for number in range(50):
+        assert codec.decode(codec.encode(b'{"n": %d}' % number)) is not None
+        assert len(codec._cache) <= 8
+
+
+def test_scalar_reads_do_not_expose_but_containers_do() -> None:
+    session = Session({"n": 1, "cart": ["a"], "profile": {"name": "x"}})
+    session.loaded = b'{"n": 1, "cart": ["a"], "profile": {"name": "x"}}'
+    assert session["n"] == 1
+    assert "cart" in session
+    assert session.accessed
+    assert not session.exposed
+    assert session.dump_if_changed() is None
+    session.get("profile")["name"] = "y"
+    assert getattr(session, "exposed")  # noqa: B009 - mypy narrowed the attribute above
+    assert session.dump_if_changed() == b'{"n": 1, "cart": ["a"], "profile": {"name": "y"}}'
+
+
+@pytest.mark.parametrize("method", ["values", "items", "copy"])
+def test_bulk_reads_expose(method: str) -> None:
+    session = Session({"cart": []})
+    getattr(session, method)()
+    assert session.exposed
+
+
+@pytest.mark.anyio
+async def test_blocking_calls_run_off_the_event_loop_thread() -> None:
+    loop_thread = threading.get_ident()
+    worker = await run_sync(threading.get_ident)
+    assert worker != loop_thread
+    assert await run_sync(divmod, 7, 2) == (3, 1)
+    assert await run_sync(int, "ff", base=16) == 255
