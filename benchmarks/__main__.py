@@ -278,7 +278,7 @@ async def prototype_phase(stores: Stores, slow: Stores, plan: Plan) -> dict[str,
         redis_variants = []
         slow_variants = []
         bridges: list[tuple[str, Callable[[], contextlib.AbstractContextManager[None]] | None]] = [
-            ("anyio.to_thread (40 threads)", None),
+            ("package bridge (_bridge.run_sync)", None),
             ("run_in_executor, 40 threads", prototypes.executor_bridge_patch),
             ("run_in_executor, 16 threads", functools.partial(prototypes.executor_bridge_patch, 16)),
         ]

@@ -82,11 +82,18 @@ async def serve(target: tuple[str, int], delay: float, ready: asyncio.Future[int
         except OSError:
             client_writer.close()
             return
-        with contextlib.suppress(OSError):
+        try:
             await asyncio.gather(
                 _delayed_pump(client_reader, server_writer, delay),
                 _pump(server_reader, client_writer),
             )
+        except (OSError, asyncio.CancelledError):
+            # A reset, or the proxy shutting down. Not re-raised: start_server's callback
+            # would report a cancelled handler as an error, and the process is exiting.
+            pass
+        finally:
+            client_writer.close()
+            server_writer.close()
 
     server = await asyncio.start_server(handle, HOST, 0)
     port: int = server.sockets[0].getsockname()[1]
@@ -99,7 +106,7 @@ async def serve(target: tuple[str, int], delay: float, ready: asyncio.Future[int
 async def _main(target: tuple[str, int], delay: float) -> None:
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[int] = loop.create_future()
-    task = asyncio.create_task(serve(target, delay, ready))
+    asyncio.create_task(serve(target, delay, ready))  # noqa: RUF006 - cancelled with the rest below
     port = await ready
     print(port, flush=True)
     stop = asyncio.Event()
@@ -107,9 +114,11 @@ async def _main(target: tuple[str, int], delay: float) -> None:
     # Also stop when the parent goes away (its end of our stdin closes).
     loop.add_reader(sys.stdin.fileno(), stop.set)
     await stop.wait()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # Connections still open are cut too, so the loop closes with no task pending.
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for other in others:
+        other.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 def _parse_address(text: str) -> tuple[str, int]:
