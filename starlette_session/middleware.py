@@ -168,17 +168,20 @@ class SessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = self.starts.get(scope["type"])
-        if start is None or self._skipped(scope):
+        if start is None or (
+            (self.exclude is not None and self.exclude.match(scope["path"]))
+            or (_exempt_endpoints_exist and _routes_to_exempt_endpoint(scope, self.app))
+        ):
             if scope["type"] == "lifespan" and self.backend is not None:
                 send = self._closing_backend_on_shutdown(send)
             await self.app(scope, receive, send)
             return
 
         cookies = parse_cookies(scope["headers"])
-        loaded = await self.strategy.load(cookies) if cookies else Loaded(Session())
-        scope["session"] = loaded.session
-        token = _current.set(loaded.session)
-        rolling = self.rolling and loaded.had_cookie
+        loaded = await self.strategy.load(cookies) if cookies else None
+        scope["session"] = initial = Session() if loaded is None else loaded.session
+        token = _current.set(initial)
+        rolling = self.rolling and loaded is not None and loaded.had_cookie
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == start:
@@ -189,7 +192,7 @@ class SessionMiddleware:
                 elif not session.accessed and not rolling:  # untouched: nothing to save or vary
                     await send(message)
                     return
-                cookies = await self.strategy.save(loaded, session, self.rolling)
+                cookies = await self.strategy.save(loaded or Loaded(initial), session, self.rolling)
                 if session.accessed or cookies:
                     message.setdefault("headers", [])
                     headers = MutableHeaders(scope=message)
@@ -217,11 +220,6 @@ class SessionMiddleware:
 
         return send_wrapper
 
-    def _skipped(self, scope: Scope) -> bool:
-        if self.exclude is not None and self.exclude.match(scope["path"]):
-            return True
-        return _routes_to_exempt_endpoint(scope, self.app)
-
 
 def _compile_patterns(patterns: Sequence[str | re.Pattern[str]]) -> re.Pattern[str] | None:
     if isinstance(patterns, str):
@@ -241,8 +239,6 @@ def _compile_patterns(patterns: Sequence[str | re.Pattern[str]]) -> re.Pattern[s
 
 def _routes_to_exempt_endpoint(scope: Scope, inner: ASGIApp) -> bool:
     """Return whether the app's router sends this request to a ``@session_exempt`` endpoint."""
-    if not _exempt_endpoints_exist:
-        return False
     # scope["app"] is set by Starlette before its middleware stack; when the middleware wraps
     # the app from outside (``app = SessionMiddleware(app, ...)``) it is not set yet.
     router = getattr(scope.get("app"), "router", None) or _find_router(inner)
