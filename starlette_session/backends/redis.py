@@ -65,6 +65,7 @@ Limits:
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from starlette_session._bridge import run_sync
@@ -230,6 +231,40 @@ class _RedisBase(SessionBackend):
                 self._encoding = "utf-8"
         return value.encode(self._encoding)
 
+    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call a client method: in a worker thread (sync client) or awaited (asyncio client)."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def read(self, session_id: str) -> bytes | None:
+        try:
+            value = await self._call(self._client.get, self._key(session_id))
+        except UnicodeDecodeError:
+            return None
+        except self._errors as exc:
+            raise self._failure("GET", "reading a session", exc) from exc
+        return self._as_bytes(value)
+
+    async def write(self, session_id: str, data: bytes, ttl: int) -> None:
+        try:
+            await self._call(self._client.set, self._key(session_id), data, ex=ttl)
+        except self._errors as exc:
+            raise self._failure("SET", "writing a session", exc) from exc
+
+    async def remove(self, session_id: str) -> None:
+        # Not ``client.delete``: the cluster clients build a pipeline for it, bypassing the
+        # user's ``execute_command``.
+        try:
+            await self._call(self._client.execute_command, "DEL", self._key(session_id))
+        except self._errors as exc:
+            raise self._failure("DEL", "removing a session", exc) from exc
+
+    async def touch(self, session_id: str, ttl: int) -> bool:
+        try:
+            existed = await self._call(self._client.expire, self._key(session_id), ttl)
+        except self._errors as exc:
+            raise self._failure("EXPIRE", "renewing a session's expiry", exc) from exc
+        return bool(existed)
+
     def _failure(self, command: str, purpose: str, exc: BaseException) -> BackendError:
         # The key is left out on purpose: it holds the session id, a credential.
         return BackendError(f"Redis {command} failed while {purpose}: {type(exc).__name__}: {exc}")
@@ -280,33 +315,8 @@ class RedisBackend(_RedisBase):
             )
         raise cls._wrong_client(redis, client)
 
-    async def read(self, session_id: str) -> bytes | None:
-        try:
-            value = await run_sync(self._client.get, self._key(session_id))
-        except UnicodeDecodeError:
-            return None
-        except self._errors as exc:
-            raise self._failure("GET", "reading a session", exc) from exc
-        return self._as_bytes(value)
-
-    async def write(self, session_id: str, data: bytes, ttl: int) -> None:
-        try:
-            await run_sync(self._client.set, self._key(session_id), data, ex=ttl)
-        except self._errors as exc:
-            raise self._failure("SET", "writing a session", exc) from exc
-
-    async def remove(self, session_id: str) -> None:
-        try:
-            await run_sync(self._client.execute_command, "DEL", self._key(session_id))
-        except self._errors as exc:
-            raise self._failure("DEL", "removing a session", exc) from exc
-
-    async def touch(self, session_id: str, ttl: int) -> bool:
-        try:
-            existed = await run_sync(self._client.expire, self._key(session_id), ttl)
-        except self._errors as exc:
-            raise self._failure("EXPIRE", "renewing a session's expiry", exc) from exc
-        return bool(existed)
+    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await run_sync(method, *args, **kwargs)
 
 
 class AsyncRedisBackend(_RedisBase):
@@ -351,30 +361,5 @@ class AsyncRedisBackend(_RedisBase):
             )
         raise cls._wrong_client(redis, client)
 
-    async def read(self, session_id: str) -> bytes | None:
-        try:
-            value = await self._client.get(self._key(session_id))
-        except UnicodeDecodeError:
-            return None
-        except self._errors as exc:
-            raise self._failure("GET", "reading a session", exc) from exc
-        return self._as_bytes(value)
-
-    async def write(self, session_id: str, data: bytes, ttl: int) -> None:
-        try:
-            await self._client.set(self._key(session_id), data, ex=ttl)
-        except self._errors as exc:
-            raise self._failure("SET", "writing a session", exc) from exc
-
-    async def remove(self, session_id: str) -> None:
-        try:
-            await self._client.execute_command("DEL", self._key(session_id))
-        except self._errors as exc:
-            raise self._failure("DEL", "removing a session", exc) from exc
-
-    async def touch(self, session_id: str, ttl: int) -> bool:
-        try:
-            existed = await self._client.expire(self._key(session_id), ttl)
-        except self._errors as exc:
-            raise self._failure("EXPIRE", "renewing a session's expiry", exc) from exc
-        return bool(existed)
+    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await method(*args, **kwargs)
