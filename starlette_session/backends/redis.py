@@ -186,9 +186,39 @@ class _RedisBase(SessionBackend):
         """The client given to the constructor (owned, and closed, by its creator)."""
         return self._client
 
+    #: Whether this backend takes redis.asyncio clients (else sync ones).
+    _is_asyncio: ClassVar[bool] = False
+
+    @classmethod
+    def _fits(cls, redis: Any, client: object) -> bool:
+        return (_is_async_client if cls._is_asyncio else _is_sync_client)(redis, client)
+
+    @classmethod
+    def accepts(cls, client: object) -> bool:
+        """Return whether ``client`` is a redis-py client of the kind (sync or asyncio) this takes."""
+        if not _from_module(client, "redis"):
+            return False
+        try:
+            redis = _import_redis()
+        except MissingDependencyError:
+            return False
+        return cls._fits(redis, client)
+
     @classmethod
     def _check_client(cls, redis: Any, client: object) -> None:
-        raise NotImplementedError  # pragma: no cover
+        if cls._fits(redis, client):
+            return
+        if (_is_sync_client if cls._is_asyncio else _is_async_client)(redis, client):
+            kind, member, backend, hint = (
+                ("a sync", "redis", "RedisBackend", "a redis.asyncio.Redis(...)")
+                if cls._is_asyncio
+                else ("an asyncio", "aioRedis", "AsyncRedisBackend", "a sync redis.Redis(...)")
+            )
+            raise ConfigurationError(
+                f"{_describe(client)} is {kind} client; use backend_type=BackendType.{member} "
+                f"({backend}) for it, or pass {hint}"
+            )
+        raise cls._wrong_client(redis, client)
 
     @classmethod
     def _wrong_client(cls, redis: Any, client: object) -> ConfigurationError:
@@ -289,31 +319,10 @@ class RedisBackend(_RedisBase):
 
     _member: ClassVar[str] = "redis"
     _client_hint: ClassVar[str] = "redis.Redis(...)"
+    _is_asyncio: ClassVar[bool] = False
 
     if TYPE_CHECKING:
         _client: redis_module.Redis | redis_module.RedisCluster
-
-    @classmethod
-    def accepts(cls, client: object) -> bool:
-        """Return whether ``client`` is a sync ``redis.Redis`` or ``redis.cluster.RedisCluster``."""
-        if not _from_module(client, "redis"):
-            return False
-        try:
-            redis = _import_redis()
-        except MissingDependencyError:
-            return False
-        return _is_sync_client(redis, client)
-
-    @classmethod
-    def _check_client(cls, redis: Any, client: object) -> None:
-        if _is_sync_client(redis, client):
-            return
-        if _is_async_client(redis, client):
-            raise ConfigurationError(
-                f"{_describe(client)} is an asyncio client; use backend_type=BackendType.aioRedis "
-                "(AsyncRedisBackend) for it, or pass a sync redis.Redis(...)"
-            )
-        raise cls._wrong_client(redis, client)
 
     async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await run_sync(method, *args, **kwargs)
@@ -335,31 +344,10 @@ class AsyncRedisBackend(_RedisBase):
 
     _member: ClassVar[str] = "aioRedis"
     _client_hint: ClassVar[str] = "redis.asyncio.Redis(...)"
+    _is_asyncio: ClassVar[bool] = True
 
     if TYPE_CHECKING:
         _client: aioredis_module.Redis | aioredis_module.RedisCluster
-
-    @classmethod
-    def accepts(cls, client: object) -> bool:
-        """Return whether ``client`` is an asyncio ``Redis`` or ``RedisCluster`` of redis-py."""
-        if not _from_module(client, "redis"):
-            return False
-        try:
-            redis = _import_redis()
-        except MissingDependencyError:
-            return False
-        return _is_async_client(redis, client)
-
-    @classmethod
-    def _check_client(cls, redis: Any, client: object) -> None:
-        if _is_async_client(redis, client):
-            return
-        if _is_sync_client(redis, client):
-            raise ConfigurationError(
-                f"{_describe(client)} is a sync client; use backend_type=BackendType.redis "
-                "(RedisBackend) for it, or pass a redis.asyncio.Redis(...)"
-            )
-        raise cls._wrong_client(redis, client)
 
     async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await method(*args, **kwargs)
