@@ -230,7 +230,9 @@ class MemcacheBackend(SessionBackend):
         self.key_prefix = _check_prefix(key_prefix, client_prefix, "MemcacheBackend")
         self._keys = _KeyMaker(key_prefix, MAX_KEY_BYTES - len(client_prefix) - len(key_prefix))
         self._form = self._choose_form(_serdes(client, hash_cls))
-        self._lock = None if isinstance(client, pooled_cls) else threading.Lock()
+        # Only pooled clients are safe to share between worker threads; others get a lock.
+        pooled = isinstance(client, pooled_cls) or getattr(client, "use_pooling", False) is True
+        self._lock = None if pooled else threading.Lock()
         self._errors: tuple[type[BaseException], ...] = (memcache_error, OSError, ValueError)
         self._owns_client = False
 
