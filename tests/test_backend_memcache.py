@@ -751,3 +751,15 @@ def _cookie_payload(cookie: str) -> bytes:
     # Starlette's format: base64(JSON) "." timestamp "." signature.
     data = cookie.strip('"').split(".")[0]
     return base64.b64decode(data + "=" * (-len(data) % 4))
+
+
+def test_only_unpooled_clients_are_serialised(memcached_addresses: list[tuple[str, int]]) -> None:
+    plain = HashClient(memcached_addresses)
+    pooled = HashClient(memcached_addresses, use_pooling=True)
+    try:
+        assert MemcacheBackend(plain)._lock is not None
+        assert MemcacheBackend(pooled)._lock is None
+        assert MemcacheBackend(PooledClient(memcached_addresses[0]))._lock is None
+    finally:
+        plain.close()
+        pooled.close()
