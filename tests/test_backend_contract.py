@@ -390,3 +390,55 @@ async def test_rolling_touches_record(backend: SessionBackend) -> None:
         assert session_id(client) == sid
         assert first.split(".")[0] == session_cookie(client).split(".")[0]
     assert await backend.get(sid) == {"n": 1}
+
+
+class CountingBackend(SessionBackend):
+    """Delegates to a real backend and counts what the middleware asks of it."""
+
+    def __init__(self, inner: SessionBackend) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    async def read(self, session_id: str) -> bytes | None:
+        self.calls.append("read")
+        return await self.inner.read(session_id)
+
+    async def write(self, session_id: str, data: bytes, ttl: int) -> None:
+        self.calls.append("write")
+        await self.inner.write(session_id, data, ttl)
+
+    async def remove(self, session_id: str) -> None:
+        self.calls.append("remove")
+        await self.inner.remove(session_id)
+
+    async def touch(self, session_id: str, ttl: int) -> bool:
+        self.calls.append("touch")
+        return await self.inner.touch(session_id, ttl)
+
+
+async def test_no_store_flooding(backend: SessionBackend) -> None:
+    counting = CountingBackend(backend)
+    async with client_for(make_app(counting)) as client:
+        for _ in range(3):
+            response = await client.get("/read")  # reads the (empty) session, stores nothing
+            assert response.json() == {}
+            assert "set-cookie" not in response.headers
+        set_session_cookie(client, "forged.cookie.value")
+        assert "set-cookie" not in (await client.get("/read")).headers
+    assert counting.calls == []
+
+
+async def test_store_commands_per_request(backend: SessionBackend) -> None:
+    counting = CountingBackend(backend)
+    async with client_for(make_app(counting)) as client:
+        await client.post("/write", json={"n": 1})
+        assert counting.calls == ["write"]  # new session: one write, no load
+        counting.calls.clear()
+        await client.get("/read")
+        assert counting.calls == ["read"]  # read: one load, no write
+        counting.calls.clear()
+        await client.post("/write", json={"n": 2})
+        assert counting.calls == ["read", "write"]
+        counting.calls.clear()
+        await client.get("/clear")
+        assert counting.calls == ["read", "remove"]
