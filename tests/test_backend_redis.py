@@ -462,39 +462,39 @@ async def test_cluster_round_trip_ttl_touch_remove(
 # -- exactly one command per operation, on the user's own client ---------------------------------
 
 
+async def _assert_one_command_per_operation(
+    backend: RedisBackend | AsyncRedisBackend,
+    commands: list[tuple[Any, ...]],
+    servers: list[redis.Redis],
+    session_id: str,
+) -> None:
+    """Each backend operation sends exactly one command, through the user's client object
+    (``commands``, recorded by it) and as counted by the servers themselves."""
+    key = DEFAULT_KEY_PREFIX + session_id
+    steps: list[Step] = [
+        (lambda: backend.write(session_id, b"{}", 100), ("SET", key, b"{}", "EX", 100), "set"),
+        (lambda: backend.read(session_id), ("GET", key), "get"),
+        (lambda: backend.touch(session_id, 200), ("EXPIRE", key, 200), "expire"),
+        (lambda: backend.remove(session_id), ("DEL", key), "del"),
+    ]
+    for operation, command, stat in steps:
+        commands.clear()
+        for server in servers:
+            server.config_resetstat()
+        await operation()
+        assert commands == [command]
+        assert _command_calls(servers) == {stat: 1}
+
+
 async def test_sync_backend_sends_one_command_per_operation_on_users_client(
     redis_url: str, raw: redis.Redis
 ) -> None:
     client = _counting_redis(redis_url)
     try:
-        backend = RedisBackend(client)
-        session_id = new_session_id()
-        key = DEFAULT_KEY_PREFIX + session_id
         client.ping()  # open the pooled connection now, so its handshake is not counted below
-
-        client.commands.clear()
-        raw.config_resetstat()
-        await backend.write(session_id, b"{}", 100)
-        assert client.commands == [("SET", key, b"{}", "EX", 100)]
-        assert _command_calls([raw]) == {"set": 1}
-
-        client.commands.clear()
-        raw.config_resetstat()
-        assert await backend.read(session_id) == b"{}"
-        assert client.commands == [("GET", key)]
-        assert _command_calls([raw]) == {"get": 1}
-
-        client.commands.clear()
-        raw.config_resetstat()
-        assert await backend.touch(session_id, 200) is True
-        assert client.commands == [("EXPIRE", key, 200)]
-        assert _command_calls([raw]) == {"expire": 1}
-
-        client.commands.clear()
-        raw.config_resetstat()
-        await backend.remove(session_id)
-        assert client.commands == [("DEL", key)]
-        assert _command_calls([raw]) == {"del": 1}
+        await _assert_one_command_per_operation(
+            RedisBackend(client), client.commands, [raw], new_session_id()
+        )
     finally:
         client.close()
 
@@ -504,23 +504,9 @@ async def test_async_backend_sends_one_command_per_operation_on_users_client(
 ) -> None:
     client = _counting_async_redis(redis_url)
     try:
-        backend = AsyncRedisBackend(client)
-        session_id = new_session_id()
-        key = DEFAULT_KEY_PREFIX + session_id
         await client.ping()
-
-        operations: list[Step] = [
-            (lambda: backend.write(session_id, b"{}", 100), ("SET", key, b"{}", "EX", 100), "set"),
-            (lambda: backend.read(session_id), ("GET", key), "get"),
-            (lambda: backend.touch(session_id, 200), ("EXPIRE", key, 200), "expire"),
-            (lambda: backend.remove(session_id), ("DEL", key), "del"),
-        ]
-        for operation, command, stat in operations:
-            client.commands.clear()
-            raw.config_resetstat()
-            await operation()
-            assert client.commands == [command]
-            assert _command_calls([raw]) == {stat: 1}
+        backend = AsyncRedisBackend(client)
+        await _assert_one_command_per_operation(backend, client.commands, [raw], new_session_id())
     finally:
         await client.aclose()
 
@@ -531,24 +517,9 @@ async def test_sync_cluster_backend_sends_one_command_per_operation(
     client = CountingCluster(startup_nodes=_sync_nodes(redis_cluster_nodes))
     masters = [redis.Redis(host=h, port=p) for h, p in redis_cluster_nodes]
     try:
-        backend = RedisBackend(client)
         session_id = new_session_id()
-        key = DEFAULT_KEY_PREFIX + session_id
-        client.get(key)  # open the connection to the key's node before counting
-
-        steps: list[Step] = [
-            (lambda: backend.write(session_id, b"{}", 100), ("SET", key, b"{}", "EX", 100), "set"),
-            (lambda: backend.read(session_id), ("GET", key), "get"),
-            (lambda: backend.touch(session_id, 200), ("EXPIRE", key, 200), "expire"),
-            (lambda: backend.remove(session_id), ("DEL", key), "del"),
-        ]
-        for operation, command, stat in steps:
-            client.commands.clear()
-            for master in masters:
-                master.config_resetstat()
-            await operation()
-            assert client.commands == [command]
-            assert _command_calls(masters) == {stat: 1}
+        client.get(DEFAULT_KEY_PREFIX + session_id)  # open the key's node connection first
+        await _assert_one_command_per_operation(RedisBackend(client), client.commands, masters, session_id)
     finally:
         client.close()
         for master in masters:
@@ -561,24 +532,10 @@ async def test_async_cluster_backend_sends_one_command_per_operation(
     client = CountingAsyncCluster(startup_nodes=_async_nodes(redis_cluster_nodes))
     masters = [redis.Redis(host=h, port=p) for h, p in redis_cluster_nodes]
     try:
-        backend = AsyncRedisBackend(client)
         session_id = new_session_id()
-        key = DEFAULT_KEY_PREFIX + session_id
-        await client.get(key)  # initialise the cluster and open the key's node connection
-
-        steps: list[Step] = [
-            (lambda: backend.write(session_id, b"{}", 100), ("SET", key, b"{}", "EX", 100), "set"),
-            (lambda: backend.read(session_id), ("GET", key), "get"),
-            (lambda: backend.touch(session_id, 200), ("EXPIRE", key, 200), "expire"),
-            (lambda: backend.remove(session_id), ("DEL", key), "del"),
-        ]
-        for operation, command, stat in steps:
-            client.commands.clear()
-            for master in masters:
-                master.config_resetstat()
-            await operation()
-            assert client.commands == [command]
-            assert _command_calls(masters) == {stat: 1}
+        await client.get(DEFAULT_KEY_PREFIX + session_id)  # initialise the cluster first
+        backend = AsyncRedisBackend(client)
+        await _assert_one_command_per_operation(backend, client.commands, masters, session_id)
     finally:
         await client.aclose()
         for master in masters:
