@@ -481,7 +481,8 @@ async def _assert_one_command_per_operation(
         commands.clear()
         for server in servers:
             server.config_resetstat()
-        await operation()
+        result = await operation()
+        assert result == {"get": b"{}", "expire": True}.get(stat)
         assert commands == [command]
         assert _command_calls(servers) == {stat: 1}
 
