@@ -182,17 +182,21 @@ class SessionMiddleware:
         scope["session"] = initial = Session() if loaded is None else loaded.session
         token = _current.set(initial)
         rolling = self.rolling and loaded is not None and loaded.had_cookie
+        saved: Loaded | None = None
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal saved
             if message["type"] == start:
                 session = scope["session"]
                 if not isinstance(session, Session):  # the app replaced it with a plain dict
                     session = Session(session)
                     session.mark_modified()
                 elif not session.accessed and not rolling:  # untouched: nothing to save or vary
+                    saved = loaded
                     await send(message)
                     return
-                cookies = await self.strategy.save(loaded or Loaded(initial), session, self.rolling)
+                saved = loaded or Loaded(initial)
+                cookies = await self.strategy.save(saved, session, self.rolling)
                 if session.accessed or cookies:
                     message.setdefault("headers", [])
                     headers = MutableHeaders(scope=message)
@@ -204,6 +208,13 @@ class SessionMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+            if saved is not None and saved.session_id is not None and start == "websocket.accept":
+                # No cookie can follow an accepted WebSocket, but a stored session can still be
+                # updated: save what the connection changed under the id the client holds.
+                session = scope["session"]
+                if isinstance(session, Session):
+                    session.regenerate = False  # a new id could not reach the client now
+                    await self.strategy.save(saved, session, False)
         finally:
             _current.reset(token)
 

@@ -54,6 +54,11 @@ class Session(dict[str, Any]):
         payload = JSON.dumps(self)
         return None if payload == self.loaded else payload
 
+    def mark_saved(self, payload: bytes | None) -> None:
+        """Record that ``payload`` is now what is stored: later changes are detected against it."""
+        self.loaded = payload
+        self.modified = self.regenerate = self.exposed = False
+
     # -- reads --------------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:

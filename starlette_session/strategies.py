@@ -204,6 +204,8 @@ class ServerSideStrategy:
         return self.cookie.set_header(self.codec.encode(payload))
 
     async def save(self, loaded: Loaded, session: Session, rolling: bool) -> list[str]:
+        """Persist the session; afterwards ``loaded`` and ``session`` describe what is stored,
+        so a later call (a WebSocket's end) saves only what changed since."""
         session_id = loaded.session_id
         if session.regenerate and session_id is not None:
             await self.backend.remove(session_id)
@@ -214,9 +216,13 @@ class ServerSideStrategy:
                 if session_id is None:
                     session_id = new_session_id(self.session_id_bytes)
                 await self.backend.write(session_id, payload, self.ttl)
+                loaded.session_id = session_id
+                session.mark_saved(payload)
                 return [self._cookie_for(session_id)]
             if session_id is not None:
                 await self.backend.remove(session_id)
+            loaded.session_id = None
+            session.mark_saved(None)
             return [self.cookie.clear_header()] if loaded.had_cookie else []
         if (
             rolling
