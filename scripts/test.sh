@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, format check, mypy --strict, then pytest against real servers
 # (Redis, a Redis Cluster, memcached, PostgreSQL; started on 127.0.0.1 by the tests themselves)
-# on the newest Starlette 1.x and again on Starlette 0.52.
+# on the newest Starlette 1.x, then on Starlette 0.52 and on 0.40 (the oldest supported).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
@@ -20,3 +20,7 @@ echo "== pytest (Starlette $(.venv/bin/python -c 'import starlette; print(starle
 ensure_venv .venv-starlette052 "-e .[all,dev] starlette==0.52.1"
 echo "== pytest (Starlette $(.venv-starlette052/bin/python -c 'import starlette; print(starlette.__version__)'))"
 .venv-starlette052/bin/python -m pytest "$@"
+
+ensure_venv .venv-starlette040 "-e .[all,dev] starlette==0.40.0"
+echo "== pytest (Starlette $(.venv-starlette040/bin/python -c 'import starlette; print(starlette.__version__)'))"
+.venv-starlette040/bin/python -m pytest "$@"

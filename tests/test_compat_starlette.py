@@ -120,10 +120,13 @@ def pair(config: dict[str, Any]) -> tuple[Starlette, Starlette]:
     if not STARLETTE_HAS_PARTITIONED:
         # Older Starlette has no such parameter: compare with its cookie plus "; partitioned".
         their_config.pop("partitioned", None)
+    # The secret by keyword: Starlette 0.40 builds middleware as ``cls(app=app, *args)``, so a
+    # positional argument would collide with ``app``.
     theirs = Starlette(
-        routes=routes(), middleware=[Middleware(StarletteSessionMiddleware, SECRET, **their_config)]
+        routes=routes(),
+        middleware=[Middleware(StarletteSessionMiddleware, secret_key=SECRET, **their_config)],
     )
-    ours = Starlette(routes=routes(), middleware=[Middleware(SessionMiddleware, SECRET, **config)])
+    ours = Starlette(routes=routes(), middleware=[Middleware(SessionMiddleware, secret_key=SECRET, **config)])
     return theirs, ours
 
 
@@ -282,7 +285,9 @@ async def test_bad_cookies_that_break_starlette_give_an_empty_session(value: str
 
 
 async def test_same_secret_as_starlette_secret_object() -> None:
-    theirs = Starlette(routes=routes(), middleware=[Middleware(StarletteSessionMiddleware, Secret(SECRET))])
-    ours = Starlette(routes=routes(), middleware=[Middleware(SessionMiddleware, Secret(SECRET))])
+    theirs = Starlette(
+        routes=routes(), middleware=[Middleware(StarletteSessionMiddleware, secret_key=Secret(SECRET))]
+    )
+    ours = Starlette(routes=routes(), middleware=[Middleware(SessionMiddleware, secret_key=Secret(SECRET))])
     their_response, our_response = await both((theirs, ours), "/write?user=alice")
     assert set_cookies(our_response) == set_cookies(their_response)
