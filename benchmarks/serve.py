@@ -1,7 +1,7 @@
 """Serve one contender with uvicorn (one worker) on a free port of 127.0.0.1, for the HTTP benchmark.
 
     python -m benchmarks.serve CONTENDER --workdir DIR [--redis-url URL] [--memcached HOST:PORT]
-                               [--prototype executor-bridge]
+                               [--prototype executor-bridge] [--bridge-threads N]
 
 Prints the port once it listens, then serves until SIGTERM. The contender's clients are
 opened at lifespan start-up, inside uvicorn's event loop, and closed at shutdown.
@@ -59,7 +59,16 @@ def main() -> None:
         choices=["executor-bridge"],
         help="serve with a prototype of benchmarks.prototypes patched in",
     )
+    parser.add_argument(
+        "--bridge-threads",
+        type=int,
+        help="threads of the package's sync bridge (starlette_session._bridge.MAX_THREADS)",
+    )
     args = parser.parse_args()
+    if args.bridge_threads is not None:
+        from benchmarks.bridge_threads import set_bridge_threads  # noqa: PLC0415
+
+        set_bridge_threads(args.bridge_threads)
     memcached = None
     if args.memcached:
         host, _, port = args.memcached.rpartition(":")
