@@ -196,14 +196,14 @@ class SessionMiddleware:
                     await send(message)
                     return
                 saved = loaded or Loaded(initial)
-                cookies = await self.strategy.save(saved, session, self.rolling)
-                if session.accessed or cookies:
+                set_cookies = await self.strategy.save(saved, session, self.rolling)
+                if session.accessed or set_cookies:
                     message.setdefault("headers", [])
                     headers = MutableHeaders(scope=message)
                     # A response that sets a cookie varies by cookie too (rolling renewal).
                     headers.add_vary_header("Cookie")
-                    for cookie in cookies:
-                        headers.append("Set-Cookie", cookie)
+                    for set_cookie in set_cookies:
+                        headers.append("Set-Cookie", set_cookie)
             await send(message)
 
         try:
