@@ -333,6 +333,17 @@ async def test_decode_responses_client_with_other_encoding(redis_url: str) -> No
         await client.aclose()
 
 
+def backend_of(
+    flavour: str, sync_client: redis.Redis, async_client: redis.asyncio.Redis, **options: Any
+) -> Backend:
+    """The sync or asyncio backend, as a parametrized test's ``flavour`` asks."""
+    return (
+        RedisBackend(sync_client, **options)
+        if flavour == "sync"
+        else AsyncRedisBackend(async_client, **options)
+    )
+
+
 # -- key prefix and 0.4.3's keys ------------------------------------------------------------------
 
 
@@ -340,11 +351,7 @@ async def test_decode_responses_client_with_other_encoding(redis_url: str) -> No
 async def test_custom_key_prefix(
     flavour: str, sync_client: redis.Redis, async_client: redis.asyncio.Redis, raw: redis.Redis
 ) -> None:
-    backend: Backend = (
-        RedisBackend(sync_client, key_prefix="myapp:sess:")
-        if flavour == "sync"
-        else AsyncRedisBackend(async_client, key_prefix="myapp:sess:")
-    )
+    backend = backend_of(flavour, sync_client, async_client, key_prefix="myapp:sess:")
     session_id = new_session_id()
     await backend.write(session_id, b"{}", 60)
     assert raw.get("myapp:sess:" + session_id) == b"{}"
@@ -357,11 +364,7 @@ async def test_custom_key_prefix(
 async def test_empty_prefix_uses_bare_session_id_like_0_4_3(
     flavour: str, sync_client: redis.Redis, async_client: redis.asyncio.Redis, raw: redis.Redis
 ) -> None:
-    backend: Backend = (
-        RedisBackend(sync_client, key_prefix="")
-        if flavour == "sync"
-        else AsyncRedisBackend(async_client, key_prefix="")
-    )
+    backend = backend_of(flavour, sync_client, async_client, key_prefix="")
     session_id = "0f8fad5b-d9cb-469f-a165-70867728950e"  # 0.4.3's ids were uuid4 strings
     raw.set(session_id, b'{"from": "json"}', ex=60)
     assert await backend.get(session_id) == {"from": "json"}
@@ -387,11 +390,7 @@ class _Exploit:
 async def test_pickled_0_4_3_record_reads_as_missing_and_is_never_unpickled(
     flavour: str, sync_client: redis.Redis, async_client: redis.asyncio.Redis, raw: redis.Redis
 ) -> None:
-    backend: Backend = (
-        RedisBackend(sync_client, key_prefix="")
-        if flavour == "sync"
-        else AsyncRedisBackend(async_client, key_prefix="")
-    )
+    backend = backend_of(flavour, sync_client, async_client, key_prefix="")
     legit, hostile = new_session_id(), new_session_id()
     raw.set(legit, pickle.dumps({"user": "alice"}), ex=60)
     raw.set(hostile, pickle.dumps({"user": _Exploit()}), ex=60)
@@ -571,7 +570,7 @@ async def test_event_loop_runs_while_a_read_waits_on_a_slow_server(
     Redis 7). Had the read blocked the event loop, the ticker could not run between the
     read's start and its end, and would count 0 whatever the pause's length.
     """
-    backend: Backend = RedisBackend(sync_client) if flavour == "sync" else AsyncRedisBackend(async_client)
+    backend = backend_of(flavour, sync_client, async_client)
     session_id = new_session_id()
     await backend.write(session_id, b'{"slow": true}', 60)  # also opens the connection
 
@@ -608,7 +607,7 @@ async def test_server_down_raises_backend_error_naming_the_command(flavour: str,
     async_client = redis.asyncio.Redis(
         host="127.0.0.1", port=closed_port, retry=redis.asyncio.retry.Retry(NoBackoff(), 0)
     )
-    backend: Backend = RedisBackend(sync_client) if flavour == "sync" else AsyncRedisBackend(async_client)
+    backend = backend_of(flavour, sync_client, async_client)
     session_id = new_session_id()
     try:
         calls: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
