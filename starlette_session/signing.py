@@ -135,8 +135,11 @@ class SignedCodec:
             message, dot, signature = value.encode("ascii").rpartition(b".")
             if not dot:
                 return None
-            expected = base64_decode(signature)
-            if not any(hmac.compare_digest(self._mac(mac, message), expected) for mac in self._macs):
+            # Compare the canonical text, not decoded bytes: base64 lets a last character differ
+            # in unused bits and still decode alike; only the exact signature is accepted.
+            if not any(
+                hmac.compare_digest(base64_encode(self._mac(mac, message)), signature) for mac in self._macs
+            ):
                 return None
             data, dot, timestamp = message.rpartition(b".")
             if not dot:

@@ -7,6 +7,7 @@ from base64 import b64encode
 
 import itsdangerous
 import pytest
+from itsdangerous.encoding import base64_decode
 
 from starlette_session._bridge import run_sync
 from starlette_session.session import Session
@@ -81,3 +82,15 @@ async def test_blocking_calls_run_off_the_event_loop_thread() -> None:
     assert worker != loop_thread
     assert await run_sync(divmod, 7, 2) == (3, 1)
     assert await run_sync(int, "ff", base=16) == 255
+
+
+def test_only_the_canonical_signature_spelling_is_accepted() -> None:
+    codec = SignedCodec(KEYS, max_age=None)
+    value = codec.encode(b"{}")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # The last base64 character of a 20-byte HMAC carries 2 unused low bits: flipping one
+    # decodes to the same bytes, so a lenient decoder would accept this other spelling.
+    twin = value[:-1] + alphabet[alphabet.index(value[-1]) ^ 1]
+    assert base64_decode(twin.rsplit(".", 1)[1]) == base64_decode(value.rsplit(".", 1)[1])
+    assert codec.decode(twin) is None
+    assert codec.decode(value) == b"{}"
