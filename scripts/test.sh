@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, format check, mypy --strict, then pytest against real servers
 # (Redis, a Redis Cluster, memcached, PostgreSQL; started on 127.0.0.1 by the tests themselves)
-# on the newest Starlette 1.x, then on Starlette 0.52 and on 0.40 (the oldest supported).
+# on the newest Starlette 1.x, then on Starlette 0.52 and on 0.40 (the oldest supported). In each
+# venv, Starlette's own tests/middleware/test_session.py also runs against our middleware
+# (scripts/starlette_tests.py; the sdists are cached in .cache/starlette-sdists/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
@@ -16,11 +18,14 @@ echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest (Starlette $(.venv/bin/python -c 'import starlette; print(starlette.__version__)'))"
 .venv/bin/python -m pytest "$@"
+.venv/bin/python scripts/starlette_tests.py
 
 ensure_venv .venv-starlette052 "-e .[all,dev] starlette==0.52.1"
 echo "== pytest (Starlette $(.venv-starlette052/bin/python -c 'import starlette; print(starlette.__version__)'))"
 .venv-starlette052/bin/python -m pytest "$@"
+.venv-starlette052/bin/python scripts/starlette_tests.py
 
 ensure_venv .venv-starlette040 "-e .[all,dev] starlette==0.40.0"
 echo "== pytest (Starlette $(.venv-starlette040/bin/python -c 'import starlette; print(starlette.__version__)'))"
 .venv-starlette040/bin/python -m pytest "$@"
+.venv-starlette040/bin/python scripts/starlette_tests.py

@@ -90,12 +90,12 @@ class CookieSettings:
                 f"invalid cookie path {self.path!r}: it must start with '/' and hold no ';', spaces "
                 "or control characters"
             )
-        if self.max_age is not None and (
-            isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 0
-        ):
+        # A negative max_age is allowed, as in Starlette: the cookie expires at once and every
+        # signed value counts as expired.
+        if self.max_age is not None and (isinstance(self.max_age, bool) or not isinstance(self.max_age, int)):
             raise ConfigurationError(
-                f"invalid max_age {self.max_age!r}: use a number of seconds >= 0, or None for a cookie "
-                "that lasts until the browser closes"
+                f"invalid max_age {self.max_age!r}: use a whole number of seconds (0 or less: the cookie "
+                "expires at once), or None for a cookie that lasts until the browser closes"
             )
         if not isinstance(self.same_site, str) or self.same_site.lower() not in _SAME_SITE:
             raise ConfigurationError(f"invalid same_site {self.same_site!r}: use 'lax', 'strict' or 'none'")

@@ -153,7 +153,8 @@ class EncryptedCodec:
 
     def encode(self, payload: bytes) -> str:
         """Return a fresh token for ``payload``: new nonce, expiry ``max_age`` from now."""
-        expiry = 0 if self.max_age is None else int(self.clock()) + self.max_age
+        # At least 1: 0 means "no expiry", and a negative max_age must still give an expired token.
+        expiry = 0 if self.max_age is None else max(1, int(self.clock()) + self.max_age)
         header = _HEADER.pack(VERSION, self._encrypt_id, expiry)
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._encrypter.encrypt(nonce, payload, self._associated_data(header))

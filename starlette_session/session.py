@@ -118,10 +118,10 @@ class Session(dict[str, Any]):
         super().clear()
 
     def pop(self, key: str, *args: Any) -> Any:
+        # A missing key sets no flag, as in Starlette 1.x (whose ``request.session`` marks the
+        # access itself; on older Starlette such a pop alone sends no ``Vary: Cookie``).
         if super().__contains__(key):
             self.mark_modified()
-        else:
-            self.accessed = True
         return super().pop(key, *args)
 
     def popitem(self) -> tuple[str, Any]:
