@@ -13,7 +13,7 @@ from starlette_session.exceptions import (
 )
 from starlette_session.interfaces import ISessionBackend, SessionBackend
 from starlette_session.middleware import SessionMiddleware, session_exempt
-from starlette_session.session import Session, get_session, regenerate_session
+from starlette_session.session import Session, SessionNotAvailableError, get_session, regenerate_session
 
 __version__ = "1.0.0"
 
@@ -27,6 +27,7 @@ __all__ = [
     "Session",
     "SessionBackend",
     "SessionMiddleware",
+    "SessionNotAvailableError",
     "SessionTooLargeError",
     "StarletteSessionError",
     "UnknownPredefinedBackend",

@@ -118,6 +118,7 @@ class SessionMiddleware:
             raise ConfigurationError(
                 "pass the cookie name once: session_cookie= (Starlette) or cookie_name= (0.4.3), not both"
             )
+        path, same_site = _same_site_by_position(path, same_site, https_only, domain, partitioned)
         self.cookie = CookieSettings(
             name=session_cookie or cookie_name or "session",
             path=path,
@@ -230,6 +231,35 @@ class SessionMiddleware:
             await send(message)
 
         return send_wrapper
+
+
+def _same_site_by_position(
+    path: str,
+    same_site: Literal["lax", "strict", "none"],
+    https_only: bool,
+    domain: str | None,
+    partitioned: bool,
+) -> tuple[str, Literal["lax", "strict", "none"]]:
+    """Return ``(path, same_site)``, reading a 0.4.3-style positional ``same_site`` in the ``path`` slot.
+
+    starlette-session 0.4.3 takes ``(app, secret_key, cookie_name, max_age, same_site, https_only,
+    domain, ...)``; Starlette, and this class, take ``path`` where 0.4.3 takes ``same_site``. No
+    path can be "lax", "strict" or "none" (a path starts with "/"), so such a value there is
+    0.4.3's ``same_site``. It is taken as such when nothing was passed after it (so nothing
+    shifted by one place is lost), and refused otherwise.
+
+    Raises:
+        ConfigurationError: a same-site value in the ``path`` slot, with other arguments after it.
+    """
+    if not isinstance(path, str) or path.lower() not in ("lax", "strict", "none"):
+        return path, same_site
+    if same_site == "lax" and https_only is False and domain is None and partitioned is False:
+        return "/", path  # type: ignore[return-value]  # checked just above
+    raise ConfigurationError(
+        f"path={path!r} looks like starlette-session 0.4.3's same_site passed by position: 0.4.3 takes "
+        "same_site fifth, where Starlette and this package take path. Pass it by keyword, "
+        f"same_site={path.lower()!r}, and https_only=, domain= by keyword too"
+    )
 
 
 def _compile_patterns(patterns: Sequence[str | re.Pattern[str]]) -> re.Pattern[str] | None:

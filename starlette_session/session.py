@@ -18,9 +18,36 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from starlette_session.exceptions import StarletteSessionError
 from starlette_session.serializers import JSON
 
 _current: ContextVar[Session] = ContextVar("starlette_session")
+
+
+class SessionNotAvailableError(StarletteSessionError, LookupError):
+    """``get_session()`` or ``regenerate_session()`` was called where no request has a session.
+
+    A ``LookupError``, as the bare context variable lookup raised before.
+    """
+
+    def __init__(self, function: str) -> None:
+        self.function = function
+        super().__init__(
+            f"{function}() found no session: no SessionMiddleware handled this request. Add the "
+            "middleware to the app (Starlette(middleware=[Middleware(SessionMiddleware, secret_key=...)]) "
+            "or app.add_middleware(SessionMiddleware, secret_key=...)) and call "
+            f"{function}() while a request is handled (in an endpoint, a dependency or code they call), "
+            "not at import time or in a task that outlives the request. If the middleware is installed, "
+            "check that this path is not excluded (exclude=, @session_exempt) and that its connection "
+            "type is in scopes="
+        )
+
+
+def _current_session(function: str) -> Session:
+    try:
+        return _current.get()
+    except LookupError:
+        raise SessionNotAvailableError(function) from None
 
 
 class Session(dict[str, Any]):
@@ -152,9 +179,10 @@ def get_session() -> Session:
     """Return the session of the request being handled, from anywhere inside it.
 
     Raises:
-        LookupError: called outside a request that went through ``SessionMiddleware``.
+        SessionNotAvailableError: (a ``LookupError``) called outside a request that went
+            through ``SessionMiddleware``.
     """
-    return _current.get()
+    return _current_session("get_session")
 
 
 def regenerate_session(*, clear: bool = False) -> Session:
@@ -171,9 +199,10 @@ def regenerate_session(*, clear: bool = False) -> Session:
         The session.
 
     Raises:
-        LookupError: called outside a request that went through ``SessionMiddleware``.
+        SessionNotAvailableError: (a ``LookupError``) called outside a request that went
+            through ``SessionMiddleware``.
     """
-    session = _current.get()
+    session = _current_session("regenerate_session")
     if clear:
         session.clear()
     session.regenerate = True

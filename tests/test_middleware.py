@@ -19,6 +19,8 @@ from starlette_session import (
     ISessionBackend,
     Session,
     SessionMiddleware,
+    SessionNotAvailableError,
+    StarletteSessionError,
     get_session,
     regenerate_session,
     session_exempt,
@@ -203,6 +205,31 @@ async def test_get_session_outside_a_request_raises_lookup_error() -> None:
     await request(make_app(), "/helper")
     with pytest.raises(LookupError):
         get_session()
+
+
+@pytest.mark.parametrize("function", [get_session, regenerate_session])
+def test_outside_a_request_the_error_says_what_to_do(function: Any) -> None:
+    with pytest.raises(SessionNotAvailableError) as caught:
+        function()
+    assert isinstance(caught.value, LookupError)
+    assert isinstance(caught.value, StarletteSessionError)
+    message = str(caught.value)
+    assert message.startswith(f"{function.__name__}() found no session: no SessionMiddleware handled this")
+    assert "add_middleware(SessionMiddleware" in message
+    assert "exclude=" in message
+
+
+async def test_get_session_on_an_excluded_path_raises_the_explaining_error() -> None:
+    async def helper(request: Request) -> Response:
+        try:
+            get_session()
+        except SessionNotAvailableError as exc:
+            return PlainTextResponse(str(exc))
+        return PlainTextResponse("found")
+
+    app = make_app([Route("/public/helper", helper)], exclude=["/public"])
+    response = await request(app, "/public/helper")
+    assert "no SessionMiddleware handled this request" in response.text
 
 
 def user_dependency() -> str | None:
@@ -531,6 +558,42 @@ def test_configuration_errors(options: dict[str, Any]) -> None:
     options.setdefault("secret_key", SECRET)
     with pytest.raises(ConfigurationError):
         SessionMiddleware(Starlette(), **options)
+
+
+# starlette-session 0.4.3: (app, secret_key, cookie_name, max_age, same_site, https_only, domain, ...);
+# Starlette and this package: (app, secret_key, session_cookie, max_age, path, same_site, ...).
+
+
+@pytest.mark.parametrize("same_site", ["strict", "none", "lax", "Strict"])
+async def test_same_site_by_position_as_in_043_is_understood(same_site: str) -> None:
+    middleware = SessionMiddleware(Starlette(routes=demo_routes()), SECRET, "sid", 3600, same_site)
+    assert middleware.cookie.same_site == same_site
+    assert middleware.cookie.path == "/"
+    response = await request(middleware, "/write?user=alice")
+    assert only_set_cookie(response).endswith(f"; path=/; Max-Age=3600; httponly; samesite={same_site}")
+
+
+@pytest.mark.parametrize(
+    ("args", "options"),
+    [
+        pytest.param(("strict", True), {}, id="https_only-by-position"),
+        pytest.param(("strict",), {"https_only": True}, id="https_only-by-keyword"),
+        pytest.param(("strict",), {"same_site": "none"}, id="same_site-twice"),
+        pytest.param(("none", "lax", False, "example.com"), {}, id="domain-shifted"),
+        pytest.param(("lax",), {"partitioned": True}, id="partitioned"),
+    ],
+)
+def test_same_site_by_position_with_more_after_it_is_refused(
+    args: tuple[Any, ...], options: dict[str, Any]
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"by keyword, same_site='(strict|none|lax)'") as caught:
+        SessionMiddleware(Starlette(), SECRET, "session", 3600, *args, **options)
+    assert "0.4.3" in str(caught.value)
+
+
+def test_a_real_path_by_position_is_still_the_path() -> None:
+    middleware = SessionMiddleware(Starlette(), SECRET, "session", 3600, "/strict", "strict")
+    assert (middleware.cookie.path, middleware.cookie.same_site) == ("/strict", "strict")
 
 
 @pytest.mark.parametrize("backend_type", [BackendType.redis, BackendType.aioRedis, "redis"])
