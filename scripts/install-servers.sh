@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the servers the test suite runs against: Redis (server + redis-cli), memcached, PostgreSQL.
+# Install the servers the test suite runs against: Redis (server + redis-cli), memcached, PostgreSQL,
+# and the headless browser of the browser tests (Chromium and its chromedriver).
 #
 # Idempotent: does nothing but print versions when everything is already installed. Debian/Ubuntu
 # (apt-get) only. The tests start their own servers on ephemeral ports (tests/servers.py), so the
@@ -12,7 +13,7 @@ have_postgres_server() {
 }
 
 missing=()
-for binary in redis-server redis-cli memcached; do
+for binary in redis-server redis-cli memcached chromium chromedriver; do
     command -v "$binary" >/dev/null 2>&1 || missing+=("$binary")
 done
 have_postgres_server || missing+=("postgresql (initdb)")
@@ -43,7 +44,8 @@ if ((${#missing[@]} > 0)); then
     trap cleanup EXIT
     "${sudo[@]}" apt-get update
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends redis-server redis-tools memcached postgresql
+        apt-get install -y --no-install-recommends redis-server redis-tools memcached postgresql \
+        chromium chromium-driver
 fi
 
 initdb=$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1)
@@ -52,3 +54,5 @@ redis-server --version
 redis-cli --version
 memcached -V
 "$initdb" --version
+chromium --version
+chromedriver --version
