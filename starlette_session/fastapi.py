@@ -32,7 +32,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from starlette_session.exceptions import ConfigurationError
-from starlette_session.session import Session, regenerate_session
+from starlette_session.session import Session, SessionNotAvailableError, regenerate_session
 
 __all__ = ["RegeneratedSessionDep", "SessionDep", "regenerated_session", "session_dependency"]
 
@@ -47,17 +47,14 @@ async def session_dependency(connection: HTTPConnection) -> Session:
         The `Session` that `SessionMiddleware` loaded, the same object as `request.session`.
 
     Raises:
-        ConfigurationError: no `starlette_session.SessionMiddleware` ran for this request:
-            it is not installed, the path is excluded or the endpoint is exempt, or another
-            session middleware (such as Starlette's) put a plain dict in its place.
+        SessionNotAvailableError: no session middleware ran for this request: it is not
+            installed, or the path is excluded, or the endpoint is exempt.
+        ConfigurationError: another session middleware (such as Starlette's) put its own
+            session in place of a `starlette_session.Session`.
     """
     session = connection.scope.get("session")
     if session is None:
-        raise ConfigurationError(
-            f"no session for {connection.url.path!r}: add starlette_session.SessionMiddleware to the app "
-            "(app.add_middleware(SessionMiddleware, secret_key=...)), and check that this path is not "
-            "excluded (exclude=...) and the endpoint is not @session_exempt"
-        )
+        raise SessionNotAvailableError("session_dependency")
     if not isinstance(session, Session):
         kind = type(session)
         raise ConfigurationError(
@@ -82,7 +79,7 @@ async def regenerated_session(session: Annotated[Session, Depends(session_depend
         The same session, marked to be saved under a new id when the response starts.
 
     Raises:
-        ConfigurationError: no `starlette_session.SessionMiddleware` ran for this request.
+        SessionNotAvailableError: no session middleware ran for this request.
     """
     regenerated = regenerate_session()
     if regenerated is not session:  # pragma: no cover - the middleware sets both to one object
