@@ -19,9 +19,9 @@ from pathlib import Path
 
 import anyio
 
+from starlette_session.backends.base import SessionBackend
 from starlette_session.exceptions import StarletteSessionError
 from starlette_session.ids import is_valid_session_id
-from starlette_session.interfaces import SessionBackend
 
 _SELF_EXPIRING = ("redis://", "rediss://", "unix://", "memcache://")
 

@@ -33,8 +33,16 @@ class BackendError(StarletteSessionError):
     """The session store failed (unreachable, timed out, refused a command).
 
     Raised instead of carrying on with an empty session, so that a store outage
-    never makes the middleware overwrite real session data.
+    never makes the middleware overwrite real session data. Its text never holds a
+    session id. ``backend`` and ``operation`` name the store and what failed.
     """
+
+    backend: str = ""
+    operation: str = ""
+
+
+class SessionConflictError(BackendError):
+    """``concurrency="merge"`` gave up: the record kept changing under every attempt to update it."""
 
 
 class SessionTooLargeError(StarletteSessionError):

@@ -5,30 +5,45 @@ Pure ASGI. One constructor accepts both Starlette's keywords and starlette-sessi
 
 from __future__ import annotations
 
+import inspect
+import logging
 import re
-from collections.abc import Callable, Collection, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from starlette_session.backends import BackendType, backend_for_client, create_backend
+from starlette_session.backends.base import DictBackendAdapter, SessionBackend, has_capability
 from starlette_session.cookies import DEFAULT_MAX_COOKIE_SIZE, CookieSettings, parse_cookies
 from starlette_session.encryption import EncryptedCodec, EncryptionKey, normalize_encryption_keys
-from starlette_session.exceptions import ConfigurationError
+from starlette_session.exceptions import BackendError, ConfigurationError
 from starlette_session.expiry import DEFAULT_FALLBACK_TTL
 from starlette_session.ids import DEFAULT_ID_BYTES
-from starlette_session.interfaces import ISessionBackend, SessionBackend
+from starlette_session.interfaces import ISessionBackend
+from starlette_session.outage import (
+    DEFAULT_BREAKER_COOLDOWN,
+    DEFAULT_BREAKER_THRESHOLD,
+    DEFAULT_STORE_TIMEOUT,
+    StoreGuard,
+    service_unavailable,
+)
 from starlette_session.session import Session, _current
 from starlette_session.signing import CookieCodec, SecretKey, SignedCodec, normalize_secret_keys
-from starlette_session.strategies import (
-    CookieStrategy,
-    DictBackendAdapter,
-    Loaded,
-    ServerSideStrategy,
-    Strategy,
-)
+from starlette_session.strategies import CookieStrategy, Loaded, ServerSideStrategy, Strategy
+
+logger = logging.getLogger("starlette_session")
+
+#: ``on_backend_error``: given the connection and the error, returns the ASGI app (usually a
+#: ``Response``) that answers instead, or ``None`` to go on with an empty, never-saved session.
+BackendErrorHook: TypeAlias = Callable[
+    [HTTPConnection, BackendError], "ASGIApp | Awaitable[ASGIApp | None] | None"
+]
 
 _exempt_endpoints_exist = False
 _START = {"http": "http.response.start", "websocket": "websocket.accept"}
@@ -79,6 +94,16 @@ class SessionMiddleware:
             request's Cookie header; past it, ``SessionTooLargeError`` at response start.
         split_cookies: cookie sessions: split a session too large for one 4096-byte cookie
             over numbered cookies (``<name>.1``...); if ``False``, raise instead.
+        concurrency: server-side sessions: ``"last-write-wins"`` (a save replaces the record)
+            or ``"merge"`` (a save applies the keys this request changed to the record as it
+            is now, by compare-and-swap, so concurrent requests lose no update).
+        on_backend_error: called as ``hook(connection, error)`` (may be async) when the store
+            fails; return a ``Response`` to send it, or ``None`` to serve the request with an
+            empty session that is never saved. Without it: 503 with ``Retry-After``.
+        store_timeout: seconds each store call may take (``None``: unbounded).
+        breaker_threshold: consecutive store failures after which requests get the outage
+            answer at once, without calling the store, for ``breaker_cooldown`` seconds (0: never).
+        breaker_cooldown: seconds between probes of a failing store.
 
     Raises:
         ConfigurationError: any invalid argument, with the way to fix it.
@@ -112,6 +137,11 @@ class SessionMiddleware:
         encryption_key: EncryptionKey | Sequence[EncryptionKey] | None = None,
         max_cookie_size: int = DEFAULT_MAX_COOKIE_SIZE,
         split_cookies: bool = True,
+        concurrency: Literal["last-write-wins", "merge"] = "last-write-wins",
+        on_backend_error: BackendErrorHook | None = None,
+        store_timeout: float | None = DEFAULT_STORE_TIMEOUT,
+        breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
+        breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
     ) -> None:
         self.app = app
         if session_cookie is not None and cookie_name is not None:
@@ -137,7 +167,12 @@ class SessionMiddleware:
             raise ConfigurationError("session_id_bytes must be at least 16 (128 bits); the default is 32")
         if fallback_ttl < 1:
             raise ConfigurationError("fallback_ttl must be a number of seconds >= 1")
+        if concurrency not in ("last-write-wins", "merge"):
+            raise ConfigurationError(
+                f"invalid concurrency={concurrency!r}: use 'last-write-wins' (the default) or 'merge'"
+            )
         self.rolling = rolling
+        self.on_backend_error = on_backend_error
         self.exclude = _compile_patterns(exclude)
         codec = SignedCodec(normalize_secret_keys(secret_key), max_age)
         if custom_session_backend is not None and backend is not None:
@@ -157,13 +192,37 @@ class SessionMiddleware:
                 )
             keys = normalize_encryption_keys(encryption_key)
             cookie_codec = EncryptedCodec(keys, max_age, self.cookie.name)
+        self.guard = StoreGuard(
+            "cookie" if store is None else store.name,
+            timeout=store_timeout,
+            threshold=breaker_threshold,
+            cooldown=breaker_cooldown,
+        )
+        if concurrency == "merge":
+            if store is None:
+                raise ConfigurationError(
+                    "concurrency='merge' needs a server-side backend: cookie sessions are whole values "
+                    "that the browser keeps, with no store to merge into"
+                )
+            if not has_capability(store, "compare_and_swap"):
+                raise ConfigurationError(
+                    f"concurrency='merge' needs a backend with compare_and_swap (and read_for_update); "
+                    f"{type(store).__qualname__} has none. Use a shipped backend, implement both on a "
+                    "SessionBackend subclass, or keep the default concurrency='last-write-wins'"
+                )
         self.strategy: Strategy = (
             CookieStrategy(
                 cookie_codec, self.cookie, split_cookies=split_cookies, max_cookie_size=max_cookie_size
             )
             if store is None
             else ServerSideStrategy(
-                store, codec, self.cookie, session_id_bytes=session_id_bytes, fallback_ttl=fallback_ttl
+                store,
+                codec,
+                self.cookie,
+                session_id_bytes=session_id_bytes,
+                fallback_ttl=fallback_ttl,
+                guard=self.guard,
+                merge=concurrency == "merge",
             )
         )
 
@@ -179,25 +238,43 @@ class SessionMiddleware:
             return
 
         cookies = parse_cookies(scope["headers"])
-        loaded = await self.strategy.load(cookies) if cookies else None
+        fail_open = False
+        try:
+            loaded = await self.strategy.load(cookies) if cookies else None
+        except BackendError as exc:
+            answer = await self._store_failed(scope, exc)
+            if answer is not None:
+                await answer(scope, receive, send)
+                return
+            loaded, fail_open = None, True  # the app chose to serve this request without its session
         scope["session"] = initial = Session() if loaded is None else loaded.session
         token = _current.set(initial)
         rolling = self.rolling and loaded is not None and loaded.had_cookie
         saved: Loaded | None = None
+        replaced = False  # the app's response was replaced by the outage answer
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal saved
-            if message["type"] == start:
+            nonlocal saved, replaced
+            if replaced:
+                return
+            if message["type"] == start and not fail_open:
                 session = scope["session"]
+                saved = loaded or Loaded(initial)
                 if not isinstance(session, Session):  # the app replaced it with a plain dict
-                    session = Session(session)
+                    session = scope["session"] = Session(session)
                     session.mark_modified()
                 elif not session.accessed and not rolling:  # untouched: nothing to save or vary
-                    saved = loaded
                     await send(message)
                     return
-                saved = loaded or Loaded(initial)
-                set_cookies = await self.strategy.save(saved, session, self.rolling)
+                try:
+                    set_cookies = await self.strategy.save(saved, session, self.rolling)
+                except BackendError as exc:
+                    answer = await self._store_failed(scope, exc)
+                    if answer is not None:
+                        replaced = True
+                        await answer(scope, receive, send)
+                        return
+                    set_cookies = []  # the app chose to send its response without saving
                 if session.accessed or set_cookies:
                     message.setdefault("headers", [])
                     headers = MutableHeaders(scope=message)
@@ -209,15 +286,61 @@ class SessionMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
-            if saved is not None and saved.session_id is not None and start == "websocket.accept":
-                # No cookie can follow an accepted WebSocket, but a stored session can still be
-                # updated: save what the connection changed under the id the client holds.
-                session = scope["session"]
-                if isinstance(session, Session):
-                    session.regenerate = False  # a new id could not reach the client now
-                    await self.strategy.save(saved, session, False)
+            if saved is not None and not replaced:
+                await self._save_late(saved, scope["session"])
         finally:
             _current.reset(token)
+
+    async def _save_late(self, saved: Loaded, session: object) -> None:
+        """Store what the app changed after the response (or WebSocket) started, if it can be."""
+        if not isinstance(session, Session) or not (
+            session.modified or session.regenerate or session.exposed
+        ):
+            return
+        if session.dump_if_changed() is None:
+            return
+        if not self.strategy.can_save_late(saved):
+            logger.warning(
+                "session changed after the response started, and the change is lost: %s. Change the "
+                "session before returning the response (before a StreamingResponse's body is produced, "
+                "before a WebSocket is accepted)",
+                "a new or cookie session can only reach the client in a Set-Cookie header, which was "
+                "already sent",
+            )
+            return
+        if session.regenerate:
+            logger.warning(
+                "regenerate_session() was called after the response started: no new session id can reach "
+                "the client now, so the session keeps its id"
+            )
+            session.regenerate = False
+        try:
+            await self.strategy.save(saved, session, False)
+        except BackendError as exc:
+            logger.error("%s (the change made after the response started is lost)", exc)
+
+    async def _store_failed(self, scope: Scope, exc: BackendError) -> ASGIApp | None:
+        """Log a store failure and return the ASGI app that answers instead, or ``None`` (fail open)."""
+        logger.error("%s", exc)
+        default: ASGIApp = (
+            WebSocketClose(code=1013, reason="session store unavailable")
+            if scope["type"] == "websocket"
+            else service_unavailable(self.guard.retry_after)
+        )
+        if self.on_backend_error is None:
+            return default
+        try:
+            answer = self.on_backend_error(HTTPConnection(scope), exc)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except Exception:
+            logger.exception("on_backend_error raised; answering with the default outage response")
+            return default
+        if answer is None:
+            return None
+        if scope["type"] == "websocket" and isinstance(answer, Response):
+            return default  # an HTTP response cannot answer a WebSocket
+        return answer
 
     def _closing_backend_on_shutdown(self, send: Send) -> Send:
         """Wrap the lifespan ``send`` so the backend releases what it created when the app stops."""

@@ -8,20 +8,33 @@ Set-Cookie header values to send.
 from __future__ import annotations
 
 import json
+import logging
+import random
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
 
 from starlette_session.cookies import DEFAULT_MAX_COOKIE_SIZE, CookieJar, CookieSettings
-from starlette_session.exceptions import BackendError, StarletteSessionError
+from starlette_session.exceptions import BackendError, SessionConflictError
 from starlette_session.expiry import ttl_seconds
 from starlette_session.ids import is_valid_session_id, new_session_id
-from starlette_session.interfaces import ISessionBackend, SessionBackend
 from starlette_session.serializers import JSON
 from starlette_session.session import Session
 from starlette_session.signing import CookieCodec
 
+if TYPE_CHECKING:
+    from starlette_session.backends.base import SessionBackend
+    from starlette_session.outage import StoreGuard
+
+logger = logging.getLogger("starlette_session")
+
 #: The cookie of a server-side session holds ``{"_cssid": id}``, as in starlette-session 0.4.3.
 SESSION_ID_FIELD = "_cssid"
+#: Fresh ids tried before ``create`` is taken to be broken (a collision of 256-bit ids never happens).
+_CREATE_ATTEMPTS = 3
+#: Compare-and-swap attempts of one merge-mode save before ``SessionConflictError``.
+DEFAULT_MERGE_ATTEMPTS = 32
 
 
 @dataclass
@@ -36,6 +49,8 @@ class Loaded:
     #: Cookie sessions: the chunk cookies (``<name>.<n>``) the request carried, so that a save
     #: can expire those it leaves stale.
     chunks: tuple[str, ...] = ()
+    #: Merge mode: the version token of the loaded record, for ``compare_and_swap``.
+    version: Any = None
 
 
 class Strategy(Protocol):
@@ -44,7 +59,14 @@ class Strategy(Protocol):
     async def load(self, cookies: dict[str, str]) -> Loaded: ...
 
     async def save(self, loaded: Loaded, session: Session, rolling: bool) -> list[str]:
-        """Persist ``session`` if needed and return the Set-Cookie header values to send."""
+        """Persist ``session`` if needed and return the Set-Cookie header values to send.
+
+        Afterwards ``session`` is marked saved, so changes made later are detectable.
+        """
+        ...
+
+    def can_save_late(self, loaded: Loaded) -> bool:
+        """Whether changes made after the response started can still be stored."""
         ...
 
 
@@ -98,9 +120,14 @@ class CookieStrategy:
         session.loaded = payload
         return Loaded(session, had_cookie=True, chunks=chunks)
 
+    def can_save_late(self, loaded: Loaded) -> bool:
+        """Never: the data is the cookie, and the response's headers are gone."""
+        return False
+
     async def save(self, loaded: Loaded, session: Session, rolling: bool) -> list[str]:
         payload = session.dump_if_changed()
         if payload is not None:
+            session.mark_saved(payload)
             if dict.__len__(session):
                 return self.jar.set_headers(self.codec.encode(payload), loaded.chunks)
             if loaded.had_cookie or loaded.chunks:
@@ -111,53 +138,16 @@ class CookieStrategy:
         return []
 
 
-class DictBackendAdapter(SessionBackend):
-    """Presents a 0.4.3-style ``ISessionBackend`` (dicts) as a byte store.
-
-    Errors the user's backend raises become ``BackendError`` so that a store outage is never
-    mistaken for a missing session.
-    """
-
-    def __init__(self, backend: ISessionBackend) -> None:
-        self.backend = backend
-
-    def _fail(self, operation: str, exc: Exception) -> BackendError:
-        name = type(self.backend).__qualname__
-        return BackendError(f"session backend {name}.{operation}() failed: {exc!r}")
-
-    async def read(self, session_id: str) -> bytes | None:
-        try:
-            value = await self.backend.get(session_id)
-        except StarletteSessionError:
-            raise
-        except Exception as exc:
-            raise self._fail("get", exc) from exc
-        if not value or not isinstance(value, dict):
-            return None
-        return JSON.dumps(value)
-
-    async def write(self, session_id: str, data: bytes, ttl: int) -> None:
-        try:
-            await self.backend.set(session_id, JSON.loads(data), ttl)
-        except StarletteSessionError:
-            raise
-        except Exception as exc:
-            raise self._fail("set", exc) from exc
-
-    async def remove(self, session_id: str) -> None:
-        try:
-            await self.backend.delete(session_id)
-        except StarletteSessionError:
-            raise
-        except Exception as exc:
-            raise self._fail("delete", exc) from exc
-
-
 class ServerSideStrategy:
     """The data lives in ``backend``; the cookie holds the signed ``{"_cssid": id}``.
 
     An id is only ever created here, from ``secrets``: a cookie naming an id the store does
-    not know gives an empty session, and its next write gets a new id.
+    not know gives an empty session, and its next write gets a new id. A new session is
+    stored with ``create``, a loaded one with ``replace`` (or, with ``merge``, by
+    compare-and-swap of the changed keys onto the record as it is now): a record that a
+    logout, a regeneration, a revoke or an expiry removed while the request ran stays removed,
+    the request's changes are dropped with one warning, and no cookie names the old id again.
+    Every store call runs through ``guard`` (timeout and circuit breaker).
     """
 
     def __init__(
@@ -168,12 +158,18 @@ class ServerSideStrategy:
         *,
         session_id_bytes: int,
         fallback_ttl: int,
+        guard: StoreGuard,
+        merge: bool = False,
+        merge_attempts: int = DEFAULT_MERGE_ATTEMPTS,
     ) -> None:
         self.backend = backend
         self.codec = codec
         self.cookie = cookie
         self.session_id_bytes = session_id_bytes
         self.ttl = ttl_seconds(cookie.max_age, fallback_ttl)
+        self.guard = guard
+        self.merge = merge
+        self.merge_attempts = merge_attempts
 
     def session_id_from(self, cookies: dict[str, str]) -> str | None:
         """Return the valid session id named by the request's cookie, if any."""
@@ -190,45 +186,121 @@ class ServerSideStrategy:
         session_id = self.session_id_from(cookies)
         if session_id is None:
             return Loaded(Session())
-        payload = await self.backend.read(session_id)
+        version: Any = None
+        if self.merge:
+            record = await self.guard.run("read a session", self.backend.read_for_update, session_id)
+            payload, version = (None, None) if record is None else record
+        else:
+            payload = await self.guard.run("read a session", self.backend.read, session_id)
         data = _parse_object(payload)
         if data is None:
             # Unknown, expired or unreadable record: start afresh, never adopt the id.
             return Loaded(Session(), had_cookie=True)
         session = Session(data)
         session.loaded = payload
-        return Loaded(session, had_cookie=True, session_id=session_id)
+        return Loaded(session, had_cookie=True, session_id=session_id, version=version)
 
     def _cookie_for(self, session_id: str) -> str:
         payload = json.dumps({SESSION_ID_FIELD: session_id}).encode("utf-8")
         return self.cookie.set_header(self.codec.encode(payload))
+
+    def can_save_late(self, loaded: Loaded) -> bool:
+        """Whether changes made after the response started can still be stored (the id is known)."""
+        return loaded.session_id is not None
 
     async def save(self, loaded: Loaded, session: Session, rolling: bool) -> list[str]:
         """Persist the session; afterwards ``loaded`` and ``session`` describe what is stored,
         so a later call (a WebSocket's end) saves only what changed since."""
         session_id = loaded.session_id
         if session.regenerate and session_id is not None:
-            await self.backend.remove(session_id)
-            session_id = None
+            await self.guard.run("remove a session", self.backend.remove, session_id)
+            loaded.session_id = session_id = None
         payload = session.dump_if_changed()
         if payload is not None:
-            if dict.__len__(session):
-                if session_id is None:
-                    session_id = new_session_id(self.session_id_bytes)
-                await self.backend.write(session_id, payload, self.ttl)
-                loaded.session_id = session_id
-                session.mark_saved(payload)
-                return [self._cookie_for(session_id)]
-            if session_id is not None:
-                await self.backend.remove(session_id)
-            loaded.session_id = None
-            session.mark_saved(None)
-            return [self.cookie.clear_header()] if loaded.had_cookie else []
+            if not dict.__len__(session):
+                if session_id is not None:
+                    await self.guard.run("remove a session", self.backend.remove, session_id)
+                loaded.session_id = None
+                session.mark_saved(None)
+                return [self.cookie.clear_header()] if loaded.had_cookie else []
+            if session_id is None:
+                session_id = await self._create(payload)
+            else:
+                stored = await self._update(loaded, session, session_id, payload)
+                if stored is None:
+                    _log_dropped()
+                    loaded.session_id = None
+                    session.mark_saved(session.loaded)
+                    return []
+                payload = stored
+            loaded.session_id = session_id
+            session.mark_saved(payload)
+            return [self._cookie_for(session_id)]
         if (
             rolling
             and session_id is not None
             and dict.__len__(session)
-            and await self.backend.touch(session_id, self.ttl)
+            and await self.guard.run("renew a session", self.backend.touch, session_id, self.ttl)
         ):
             return [self._cookie_for(session_id)]
         return []
+
+    async def _create(self, payload: bytes) -> str:
+        for _ in range(_CREATE_ATTEMPTS):
+            session_id = new_session_id(self.session_id_bytes)
+            if await self.guard.run("create a session", self.backend.create, session_id, payload, self.ttl):
+                return session_id
+        raise BackendError(f"the store refused {_CREATE_ATTEMPTS} fresh session ids as taken")
+
+    async def _update(
+        self, loaded: Loaded, session: Session, session_id: str, payload: bytes
+    ) -> bytes | None:
+        """Store a loaded session's changes; return what was stored, or ``None`` if its record is gone.
+
+        With ``merge``, the keys this request changed are applied to the record as it is now,
+        and the session is updated to the merged record.
+        """
+        if not self.merge:
+            replaced = await self.guard.run(
+                "save a session", self.backend.replace, session_id, payload, self.ttl
+            )
+            return payload if replaced else None
+        original = _parse_object(session.loaded) or {}
+        changed = {
+            key: value
+            for key, value in dict.items(session)
+            if key not in original or JSON.dumps({"": value}) != JSON.dumps({"": original[key]})
+        }
+        deleted = [key for key in original if not dict.__contains__(session, key)]
+        current, version = session.loaded, loaded.version
+        for attempt in range(self.merge_attempts):
+            record = _parse_object(current)
+            if record is None:
+                return None
+            record.update(changed)
+            for key in deleted:
+                record.pop(key, None)
+            merged = JSON.dumps(record)
+            if await self.guard.run(
+                "save a session", self.backend.compare_and_swap, session_id, version, merged, self.ttl
+            ):
+                dict.clear(session)
+                dict.update(session, record)
+                loaded.version = None
+                return merged
+            found = await self.guard.run("read a session", self.backend.read_for_update, session_id)
+            if found is None:
+                return None
+            current, version = found
+            await anyio.sleep(random.uniform(0, 0.001 * (attempt + 1)))  # noqa: S311 - jitter, not a secret
+        raise SessionConflictError(
+            f"session store {self.backend.name} failed to save a session: the record changed under "
+            f"each of {self.merge_attempts} attempts to merge this request's changes"
+        )
+
+
+def _log_dropped() -> None:
+    logger.warning(
+        "session changes dropped: the session's record was removed (logout, regeneration, revoke, "
+        "expiry or a delete) while this request ran, and a removed session is never brought back"
+    )

@@ -125,6 +125,14 @@ class RecordingBackend(MemoryBackend):
         self.writes.append((session_id, data, ttl))
         await super().write(session_id, data, ttl)
 
+    async def create(self, session_id: str, data: bytes, ttl: int) -> bool:
+        self.writes.append((session_id, data, ttl))
+        return await super().create(session_id, data, ttl)
+
+    async def replace(self, session_id: str, data: bytes, ttl: int) -> bool:
+        self.writes.append((session_id, data, ttl))
+        return await super().replace(session_id, data, ttl)
+
     async def remove(self, session_id: str) -> None:
         self.removes.append(session_id)
         await super().remove(session_id)

@@ -34,8 +34,8 @@ from starlette.routing import Route
 from examples.custom_backend import DictBackend
 from starlette_session import SessionBackend, SessionMiddleware, regenerate_session
 from starlette_session.backends import BackendType, create_backend
+from starlette_session.backends.base import DictBackendAdapter
 from starlette_session.backends.sqlalchemy import SQLAlchemyBackend
-from starlette_session.strategies import DictBackendAdapter
 
 SECRET = "contract-secret"
 Factory = Callable[
@@ -407,6 +407,14 @@ class CountingBackend(SessionBackend):
         self.calls.append("write")
         await self.inner.write(session_id, data, ttl)
 
+    async def create(self, session_id: str, data: bytes, ttl: int) -> bool:
+        self.calls.append("create")
+        return await self.inner.create(session_id, data, ttl)
+
+    async def replace(self, session_id: str, data: bytes, ttl: int) -> bool:
+        self.calls.append("replace")
+        return await self.inner.replace(session_id, data, ttl)
+
     async def remove(self, session_id: str) -> None:
         self.calls.append("remove")
         await self.inner.remove(session_id)
@@ -432,13 +440,13 @@ async def test_store_commands_per_request(backend: SessionBackend) -> None:
     counting = CountingBackend(backend)
     async with client_for(make_app(counting)) as client:
         await client.post("/write", json={"n": 1})
-        assert counting.calls == ["write"]  # new session: one write, no load
+        assert counting.calls == ["create"]  # new session: one create, no load
         counting.calls.clear()
         await client.get("/read")
         assert counting.calls == ["read"]  # read: one load, no write
         counting.calls.clear()
         await client.post("/write", json={"n": 2})
-        assert counting.calls == ["read", "write"]
+        assert counting.calls == ["read", "replace"]
         counting.calls.clear()
         await client.get("/clear")
         assert counting.calls == ["read", "remove"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import stat
@@ -13,7 +14,6 @@ from typing import Any
 import anyio
 import pytest
 
-import starlette_session.backends.file as file_module
 from starlette_session.backends import BackendType, backend_for_client, create_backend
 from starlette_session.backends.file import HEADER_MAGIC, FileBackend
 from starlette_session.exceptions import BackendError, ConfigurationError, StarletteSessionError
@@ -65,8 +65,16 @@ def tree(root: Path) -> dict[str, bytes | None]:
     }
 
 
+LOCK_FILE = ".session-lock"
+
+
+def listing(directory: Path) -> list[str]:
+    """The directory's entries, without the backend's lock file."""
+    return sorted(name for name in os.listdir(directory) if name != LOCK_FILE)
+
+
 def temp_files(directory: Path) -> list[str]:
-    return [name for name in os.listdir(directory) if name.startswith(".")]
+    return [name for name in listing(directory) if name.startswith(".")]
 
 
 def header(expires: float) -> bytes:
@@ -93,7 +101,7 @@ async def test_round_trip(backend: FileBackend) -> None:
 async def test_file_layout_header_and_mode(backend: FileBackend, session_dir: Path) -> None:
     await backend.write(SID, b"data", 10)
     path = session_dir / f"session-{SID}"
-    assert os.listdir(session_dir) == [path.name]
+    assert listing(session_dir) == [path.name]
     assert path.read_bytes() == b"starlette-session/1 1700000010.000\ndata"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -206,13 +214,18 @@ def test_auto_detected_from_a_path(tmp_path: Path) -> None:
 # -- expiry ----------------------------------------------------------------------------------------
 
 
-async def test_expiry_removes_file_on_read(backend: FileBackend, clock: FakeClock, session_dir: Path) -> None:
+async def test_expired_file_reads_as_missing_and_a_read_never_deletes(
+    backend: FileBackend, clock: FakeClock, session_dir: Path
+) -> None:
     await backend.write(SID, b"data", 10)
     clock.now = T0 + 9.999
     assert await backend.read(SID) == b"data"
     clock.now = T0 + 10
     assert await backend.read(SID) is None
-    assert os.listdir(session_dir) == []
+    assert listing(session_dir) == [f"session-{SID}"]  # a read never writes
+    assert await backend.replace(SID, b"late", 10) is False  # an expired record is not revived
+    assert await backend.delete_expired() == 1
+    assert listing(session_dir) == []
 
 
 async def test_touch_extends_expiry(backend: FileBackend, clock: FakeClock, session_dir: Path) -> None:
@@ -236,45 +249,49 @@ async def test_touch_missing_expired_or_invalid(
     await backend.write(SID, b"data", 10)
     clock.now = T0 + 10
     assert await backend.touch(SID, 10) is False
-    assert os.listdir(session_dir) == []
+    assert (session_dir / f"session-{SID}").read_bytes() == header(T0 + 10) + b"data"  # not renewed
     assert await backend.touch("../x", 10) is False
 
 
-async def test_touch_loses_to_a_concurrent_remove(
-    backend: FileBackend, clock: FakeClock, session_dir: Path
-) -> None:
-    await backend.write(SID, b"data", 10)
-    path = session_dir / f"session-{SID}"
-    # touch reads the clock once after reading the file; a logout lands right then.
-    clock.hook = path.unlink
-    clock.hook_at = clock.calls + 1
-    assert await backend.touch(SID, 10) is False
-    assert os.listdir(session_dir) == []  # not resurrected, no temp file left
+def hold_lock(session_dir: Path) -> int:
+    """Take the backend's lock as another process would; return the descriptor to close."""
+    fd = os.open(session_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
-async def test_touch_loses_to_a_concurrent_write(
-    backend: FileBackend, clock: FakeClock, session_dir: Path
+@pytest.mark.parametrize("operation", ["replace", "touch", "compare_and_swap"])
+async def test_a_change_waiting_on_the_lock_never_undoes_a_removal(
+    backend: FileBackend, session_dir: Path, operation: str
 ) -> None:
     await backend.write(SID, b"old", 10)
-    other = FileBackend(session_dir, clock=lambda: T0 + 1000)
-    clock.hook = lambda: other._write_sync(other._path(SID), b"new", 10)
-    clock.hook_at = clock.calls + 1
-    assert await backend.touch(SID, 10) is True
-    assert (session_dir / f"session-{SID}").read_bytes() == header(T0 + 1010) + b"new"
-    assert temp_files(session_dir) == []
+    fd = hold_lock(session_dir)  # another worker is mid-change: it will remove the session
+    results: list[bool] = []
+
+    async def change() -> None:
+        if operation == "replace":
+            results.append(await backend.replace(SID, b"late", 10))
+        elif operation == "touch":
+            results.append(await backend.touch(SID, 10))
+        else:
+            results.append(await backend.compare_and_swap(SID, b"old", b"late", 10))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(change)
+        await anyio.wait_all_tasks_blocked()  # the change is in its thread, waiting on flock
+        (session_dir / f"session-{SID}").unlink()  # the other worker's logout
+        os.close(fd)
+    assert results == [False]
+    assert listing(session_dir) == []
 
 
-async def test_stale_read_does_not_delete_a_fresh_replacement(
-    backend: FileBackend, clock: FakeClock, session_dir: Path
-) -> None:
-    await backend.write(SID, b"old", 10)
-    clock.now = T0 + 20
-    # Another process rewrites the session between this read's open and its unlink.
-    other = FileBackend(session_dir, clock=lambda: T0 + 20)
-    clock.hook = lambda: other._write_sync(other._path(SID), b"fresh", 10)
-    clock.hook_at = clock.calls + 1
-    assert await backend.read(SID) is None  # what it opened was expired
-    assert await backend.read(SID) == b"fresh"
+async def test_create_never_overwrites_a_live_record(backend: FileBackend, clock: FakeClock) -> None:
+    assert await backend.create(SID, b"first", 10) is True
+    assert await backend.create(SID, b"second", 10) is False
+    assert await backend.read(SID) == b"first"
+    clock.now = T0 + 10  # expired: may be taken again
+    assert await backend.create(SID, b"third", 10) is True
+    assert await backend.read(SID) == b"third"
 
 
 # -- delete_expired ----------------------------------------------------------------------------------
@@ -304,7 +321,7 @@ async def test_delete_expired_counts_only_expired_session_files(
 
     clock.now = T0 + 10
     assert await backend.delete_expired() == 3
-    remaining = set(os.listdir(session_dir))
+    remaining = set(listing(session_dir))
     assert remaining == {
         *(f"session-{sid}" for sid in live_ids),
         *untouched,
@@ -322,7 +339,7 @@ async def test_delete_expired_removes_corrupt_session_files(backend: FileBackend
     (session_dir / f"session-{SID}").write_bytes(b"garbage")
     await backend.write(OTHER, b"ok", 10)
     assert await backend.delete_expired() == 1
-    assert os.listdir(session_dir) == [f"session-{OTHER}"]
+    assert listing(session_dir) == [f"session-{OTHER}"]
 
 
 async def test_delete_expired_tolerates_files_deleted_meanwhile(session_dir: Path, clock: FakeClock) -> None:
@@ -340,26 +357,29 @@ async def test_delete_expired_tolerates_files_deleted_meanwhile(session_dir: Pat
         await backend.write(f"gone{i}".ljust(20, "x"), b"x", 1)
     clock.now = T0 + 5
     assert await backend.delete_expired() == 0
-    assert os.listdir(session_dir) == []
+    assert listing(session_dir) == []
 
 
 async def test_delete_expired_spares_a_file_rewritten_meanwhile(
-    backend: FileBackend, clock: FakeClock, session_dir: Path, monkeypatch: pytest.MonkeyPatch
+    backend: FileBackend, clock: FakeClock, session_dir: Path
 ) -> None:
     await backend.write(SID, b"old", 1)
     clock.now = T0 + 5
     fresh = FileBackend(session_dir, clock=lambda: T0 + 5)
-    parse = file_module._parse_header
+    fd = hold_lock(session_dir)  # another worker is about to renew the session
+    counted: list[int] = []
 
-    def rewrite_then_parse(content: bytes) -> tuple[float | None, int]:
-        # The stale file is open and read; another process replaces it before the unlink.
-        monkeypatch.setattr(file_module, "_parse_header", parse)
-        fresh._write_sync(fresh._path(SID), b"fresh", 60)
-        return parse(content)
+    async def sweep() -> None:
+        counted.append(await backend.delete_expired())
 
-    monkeypatch.setattr(file_module, "_parse_header", rewrite_then_parse)
-    assert await backend.delete_expired() == 0
-    assert await backend.read(SID) == b"fresh"
+    async with anyio.create_task_group() as group:
+        group.start_soon(sweep)
+        await anyio.wait_all_tasks_blocked()  # the sweep read the stale header, waits on the lock
+        path = session_dir / f"session-{SID}"
+        path.write_bytes(header(T0 + 65) + b"fresh")  # the renewal, under the other worker's lock
+        os.close(fd)
+    assert counted == [0]
+    assert await fresh.read(SID) == b"fresh"
 
 
 # -- ids never become paths outside the directory ------------------------------------------------------
@@ -491,7 +511,7 @@ def test_several_processes_share_the_directory(session_dir: Path) -> None:
 
     anyio.run(check)
     assert temp_files(session_dir) == []
-    assert len(os.listdir(session_dir)) == workers + 1
+    assert len(listing(session_dir)) == workers + 1
 
 
 # -- corrupt files and OS errors ----------------------------------------------------------------------------
@@ -512,15 +532,16 @@ def test_several_processes_share_the_directory(session_dir: Path) -> None:
         b"starlette-session/2 99999999999\ndata",
     ],
 )
-async def test_corrupt_file_reads_as_missing_and_is_removed(
+async def test_corrupt_file_reads_as_missing_and_is_swept(
     backend: FileBackend, session_dir: Path, content: bytes
 ) -> None:
     path = session_dir / f"session-{SID}"
     path.write_bytes(content)
     assert await backend.read(SID) is None
-    assert not path.exists()
-    path.write_bytes(content)
     assert await backend.touch(SID, 10) is False
+    assert await backend.replace(SID, b"x", 10) is False
+    assert path.read_bytes() == content  # neither a read nor a failed change writes
+    assert await backend.delete_expired() == 1
     assert not path.exists()
 
 
@@ -530,16 +551,23 @@ async def test_os_errors_become_backend_errors(backend: FileBackend, session_dir
     path = session_dir / f"session-{SID}"
     path.mkdir()
     (path / "inside").write_bytes(b"x")
-    with pytest.raises(BackendError, match=rf"could not read .*session-{SID}") as read_info:
+    errors = []
+    with pytest.raises(BackendError, match="failed to read a session: IsADirectoryError") as info:
         await backend.read(SID)
-    assert isinstance(read_info.value.__cause__, OSError)
-    with pytest.raises(BackendError, match=rf"could not write .*session-{SID}") as write_info:
+    errors.append(info.value)
+    with pytest.raises(BackendError, match="failed to write a session: IsADirectoryError") as info:
         await backend.write(SID, b"data", 10)
-    assert isinstance(write_info.value.__cause__, OSError)
-    with pytest.raises(BackendError, match="could not delete"):
+    errors.append(info.value)
+    with pytest.raises(BackendError, match="failed to delete a session") as info:
         await backend.remove(SID)
-    with pytest.raises(BackendError, match="could not touch"):
+    errors.append(info.value)
+    with pytest.raises(BackendError, match="failed to renew a session") as info:
         await backend.touch(SID, 10)
+    errors.append(info.value)
+    for error in errors:  # the path holds the session id: neither the text nor a cause shows it
+        assert SID not in str(error)
+        assert error.__cause__ is None
+        assert error.__suppress_context__
     assert await backend.delete_expired() == 0
     assert (path / "inside").read_bytes() == b"x"
     assert temp_files(session_dir) == []
@@ -559,10 +587,11 @@ async def test_unwritable_directory_raises_backend_error(backend: FileBackend, s
             probe.unlink()
             session_dir.chmod(0o700)
             (session_dir / f"session-{OTHER}").unlink()
+            (session_dir / LOCK_FILE).unlink()
             session_dir.rmdir()
-        with pytest.raises(BackendError, match="could not create a temporary file") as info:
+        with pytest.raises(BackendError, match="failed to write a session") as info:
             await backend.write(SID, b"data", 10)
-        assert isinstance(info.value.__cause__, OSError)
+        assert SID not in str(info.value)
     finally:
         if session_dir.exists():
             session_dir.chmod(0o700)
@@ -571,6 +600,7 @@ async def test_unwritable_directory_raises_backend_error(backend: FileBackend, s
 async def test_missing_directory_after_start(backend: FileBackend, session_dir: Path) -> None:
     session_dir.rmdir()
     assert await backend.read(SID) is None
-    await backend.remove(SID)
-    with pytest.raises(BackendError, match="could not list"):
+    with pytest.raises(BackendError, match="failed to delete a session: FileNotFoundError"):
+        await backend.remove(SID)  # the lock file cannot be made: the store is broken, not empty
+    with pytest.raises(BackendError, match="failed to delete expired sessions"):
         await backend.delete_expired()

@@ -518,7 +518,8 @@ async def test_unreachable_server_raises_backend_error() -> None:
         session_id = new_session_id()
         with pytest.raises(BackendError) as caught:
             await backend.write(session_id, b"{}", 60)
-        assert isinstance(caught.value.__cause__, ConnectionRefusedError)
+        assert "ConnectionRefusedError" in str(caught.value)
+        assert caught.value.__cause__ is None  # the original may hold the key: never chained
         with pytest.raises(BackendError):
             await backend.read(session_id)
         with pytest.raises(BackendError):
@@ -538,7 +539,7 @@ async def test_write_to_a_server_that_went_away_raises() -> None:
     try:
         # The server is gone; both clients still hold their connections.
         assert fire_and_forget.set("lost", b"write") is True  # noreply: "success", nothing stored
-        with pytest.raises(BackendError, match="memcached set failed"):
+        with pytest.raises(BackendError, match="memcached failed to set a session"):
             await backend.write(session_id, b"{}", 60)
     finally:
         fire_and_forget.close()
@@ -557,7 +558,7 @@ async def test_value_refused_by_memcached_raises(memcached_addresses: list[Addre
         assert client.set(DEFAULT_KEY_PREFIX + session_id, too_big) is True
         with pytest.raises(BackendError, match="too large"):
             await backend.write(session_id, too_big, 60)
-        with pytest.raises(BackendError, match="set failed"):
+        with pytest.raises(BackendError, match="failed to set a session"):
             await aio.write(session_id, too_big, 60)
         assert await backend.read(session_id) is None
     finally:
@@ -570,10 +571,10 @@ async def test_hash_client_not_storing_during_its_retry_window_raises() -> None:
     client = HashClient([("127.0.0.1", _closed_port())], retry_attempts=2, retry_timeout=60)
     backend = MemcacheBackend(client)
     session_id = new_session_id()
-    with pytest.raises(BackendError, match="set failed"):
+    with pytest.raises(BackendError, match="failed to set a session"):
         await backend.write(session_id, b"{}", 60)
     # Now HashClient skips the failing server and answers set with False, raising nothing.
-    with pytest.raises(BackendError, match="did not store") as caught:
+    with pytest.raises(BackendError, match="NOT_STORED") as caught:
         await backend.write(session_id, b"{}", 60)
     assert caught.value.__cause__ is None
 
@@ -628,7 +629,7 @@ async def test_aio_timeout_raises_and_never_leaves_a_stale_answer(
             await backend.write(kept, b"kept", 60)
             flowing.clear()
             if how == "timeout":
-                with pytest.raises(BackendError, match="timed out"):
+                with pytest.raises(BackendError, match=r"within 0\.3 s"):
                     await backend.read(slow)
             else:
                 with anyio.move_on_after(0.3) as scope:
@@ -677,7 +678,7 @@ def test_accepts_and_auto_detection(memcached_addresses: list[Address]) -> None:
     assert AioMemcacheBackend.extra == "aiomemcache"
     assert type(create_backend(BackendType.memcache, sync_clients[0])) is MemcacheBackend
     assert type(create_backend("aioMemcache", aio_client)) is AioMemcacheBackend
-    with pytest.raises(ConfigurationError, match="aiomcache use AioMemcacheBackend"):
+    with pytest.raises(ConfigurationError, match="aiomcache, use AioMemcacheBackend"):
         create_backend(BackendType.memcache, aio_client)
     with pytest.raises(ConfigurationError, match="pymemcache use MemcacheBackend"):
         create_backend(BackendType.aioMemcache, sync_clients[0])

@@ -355,7 +355,8 @@ async def test_a_failing_database_raises_backend_error(
     await run(engine, backend.table.drop)
     with pytest.raises(BackendError, match="failed to read a session") as caught:
         await backend.read(SID)
-    assert isinstance(caught.value.__cause__, sa.exc.SQLAlchemyError)
+    assert caught.value.__cause__ is None  # SQLAlchemy's text lists the parameters: the id
+    assert SID not in str(caught.value)
     with pytest.raises(BackendError, match="failed to write a session"):
         await backend.write(SID, b"b", 60)
 

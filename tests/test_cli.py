@@ -113,7 +113,7 @@ def test_delete_expired_leaves_files_alone(tmp_path: Path, capsys: pytest.Captur
     (directory / "notes.txt").write_text("not a session")
     assert main(["delete-expired", str(directory)]) == 0
     assert "deleted 3" in capsys.readouterr().out
-    names = sorted(path.name for path in directory.iterdir())
+    names = sorted(path.name for path in directory.iterdir() if path.name != ".session-lock")
     assert names == sorted(["notes.txt", *(f"session-{session_id}" for session_id in live_ids)])
 
 

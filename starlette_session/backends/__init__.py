@@ -15,7 +15,7 @@ from starlette_session.exceptions import ConfigurationError, UnknownPredefinedBa
 from starlette_session.serializers import MemcacheJSONSerde
 
 if TYPE_CHECKING:
-    from starlette_session.interfaces import SessionBackend
+    from starlette_session.backends.base import SessionBackend
 
 __all__ = ["BackendType", "MemcacheJSONSerde", "backend_for_client", "create_backend"]
 

@@ -32,7 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -113,6 +113,40 @@ def update_then_insert(conn: Connection, table: Table, values: dict[str, Any]) -
     updated = conn.execute(update(table).where(table.c.id == values["id"]).values(changes))
     if updated.rowcount == 0:
         conn.execute(insert(table).values(values))
+
+
+def create(conn: Connection, table: Table, values: dict[str, Any], now: float) -> bool:
+    """Insert the row unless a live row has its id (an expired one is overwritten)."""
+    changed = {key: value for key, value in values.items() if key != "id"}
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        module = postgresql if dialect == "postgresql" else sqlite
+        statement = module.insert(table).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.id],
+            set_={key: statement.excluded[key] for key in changed},
+            where=table.c.expires_at <= now,
+        )
+        return bool(conn.execute(statement).rowcount)
+    with conn.begin_nested():
+        conn.execute(delete(table).where(table.c.id == values["id"], table.c.expires_at <= now))
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(table).values(values))
+    except IntegrityError:
+        return False
+    return True
+
+
+def replace(
+    conn: Connection, table: Table, values: dict[str, Any], now: float, version: bytes | None = None
+) -> bool:
+    """Update the row only if it is live (and, with ``version``, still holds those bytes)."""
+    changed = {key: value for key, value in values.items() if key != "id"}
+    condition = [table.c.id == values["id"], table.c.expires_at > now]
+    if version is not None:
+        condition.append(table.c.data == version)
+    return bool(conn.execute(update(table).where(*condition).values(changed)).rowcount)
 
 
 def remove(conn: Connection, table: Table, session_id: str) -> None:

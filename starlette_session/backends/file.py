@@ -1,11 +1,13 @@
 """File backend: one file per session in a directory, shared by every worker process.
 
-Blocking file I/O is bridged to a worker thread with ``run_sync``, one thread hop per
+Blocking file I/O is bridged to a worker thread (``SessionBackend.call``), one thread hop per
 operation. Each file holds a one-line header with the expiry (a Unix timestamp), then the
-session bytes. Writes go to a temporary file in the same directory, then ``os.replace``
-it over the session file, so a reader in any process sees the old record or the new one,
-never a part of either. No lock is needed, so several worker processes can share the
-directory; the last write wins, as with every other backend.
+session bytes. Writes go to a temporary file in the same directory, then ``os.replace`` it
+over the session file, so a reader in any process sees the old record or the new one, never
+a part of either. Every change (create, replace, compare-and-swap, touch, remove) checks the
+current file and renames under one ``flock`` on the directory's lock file
+(``.<file_prefix>lock``), so a removal in any worker process is never undone by a request that
+was in flight. Reads take no lock and never write. See ``docs/backends/file.md``.
 
 Ids are validated before they become a file name, so no id can name a path outside the
 directory: an invalid id reads as missing, and writing or removing one raises
@@ -15,20 +17,20 @@ directory: an invalid id reads as missing, and writing or removing one raises
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from starlette_session._bridge import run_sync
-from starlette_session.exceptions import BackendError, ConfigurationError
+from starlette_session.backends.base import SessionBackend
+from starlette_session.exceptions import ConfigurationError
 from starlette_session.expiry import expires_at
 from starlette_session.ids import is_valid_session_id
-from starlette_session.interfaces import SessionBackend
 
 #: The first line of every session file: this magic, the expiry timestamp, then ``\n``.
 HEADER_MAGIC = b"starlette-session/1 "
@@ -43,9 +45,8 @@ _TEMP_SUFFIX = ".tmp"
 class FileBackend(SessionBackend):
     """Sessions as files in one directory, written atomically, expiry in a header line.
 
-    Expired files are removed when they are read and by ``delete_expired`` (run it from
-    cron: ``python -m starlette_session delete-expired``). Blocking I/O runs in a worker
-    thread via ``run_sync``.
+    Expired files read as missing and are removed by ``delete_expired`` (run it from cron:
+    ``python -m starlette_session delete-expired``). Blocking I/O runs in a worker thread.
 
     Args:
         directory: where the session files live. Use a directory only the app's user can
@@ -63,6 +64,10 @@ class FileBackend(SessionBackend):
         ConfigurationError: a bad argument, or ``directory`` is missing and ``create`` is
             false, is not a directory, or cannot be created.
     """
+
+    name = "file"
+    blocking = True
+    store_errors = (OSError,)
 
     def __init__(
         self,
@@ -95,6 +100,7 @@ class FileBackend(SessionBackend):
         self.fsync = fsync
         self._clock = clock
         self._temp_prefix = "." + file_prefix
+        self._lock_path = self.directory / f".{file_prefix}lock"
         self._prepare_directory(create)
 
     def _prepare_directory(self, create: bool) -> None:
@@ -150,12 +156,15 @@ class FileBackend(SessionBackend):
     async def read(self, session_id: str) -> bytes | None:
         """Return the session's bytes, or ``None`` if missing, expired, corrupt or the id invalid.
 
+        Never writes: expired files are left for ``delete_expired``.
+
         Raises:
             BackendError: the file exists but cannot be read.
         """
         if not is_valid_session_id(session_id):
             return None
-        return await run_sync(self._read_sync, self._path(session_id))
+        data: bytes | None = await self._run("read a session", self._live, self._path(session_id))
+        return data
 
     async def write(self, session_id: str, data: bytes, ttl: int) -> None:
         """Atomically replace the session's file with ``data`` expiring in ``ttl`` seconds.
@@ -164,8 +173,27 @@ class FileBackend(SessionBackend):
             ConfigurationError: ``session_id`` is not a valid session id.
             BackendError: the file cannot be written.
         """
+        await self._run(
+            "write a session", self._locked_store, self._checked_path(session_id), data, ttl, None
+        )
+
+    async def create(self, session_id: str, data: bytes, ttl: int) -> bool:
+        return bool(
+            await self._run(
+                "create a session", self._locked_store, self._checked_path(session_id), data, ttl, False
+            )
+        )
+
+    async def replace(self, session_id: str, data: bytes, ttl: int) -> bool:
+        return bool(
+            await self._run(
+                "replace a session", self._locked_store, self._checked_path(session_id), data, ttl, True
+            )
+        )
+
+    async def compare_and_swap(self, session_id: str, version: Any, data: bytes, ttl: int) -> bool:
         path = self._checked_path(session_id)
-        await run_sync(self._write_sync, path, bytes(data), ttl)
+        return bool(await self._run("update a session", self._locked_swap, path, version, data, ttl))
 
     async def remove(self, session_id: str) -> None:
         """Delete the session's file; a missing file is not an error.
@@ -174,20 +202,17 @@ class FileBackend(SessionBackend):
             ConfigurationError: ``session_id`` is not a valid session id.
             BackendError: the file exists but cannot be deleted.
         """
-        path = self._checked_path(session_id)
-        await run_sync(self._remove_sync, path)
+        await self._run("delete a session", self._locked_remove, self._checked_path(session_id))
 
     async def touch(self, session_id: str, ttl: int) -> bool:
-        """Rewrite the session's expiry atomically; return whether the session exists.
-
-        If another request rewrites or removes the file meanwhile, its change wins.
+        """Rewrite the session's expiry; return whether a live session existed.
 
         Raises:
             BackendError: the file cannot be read or written.
         """
         if not is_valid_session_id(session_id):
             return False
-        return await run_sync(self._touch_sync, self._path(session_id), ttl)
+        return bool(await self._run("renew a session", self._locked_touch, self._path(session_id), ttl))
 
     async def delete_expired(self) -> int:
         """Delete expired (and corrupt) session files; return how many this call deleted.
@@ -198,7 +223,12 @@ class FileBackend(SessionBackend):
         Raises:
             BackendError: the directory cannot be listed or a file cannot be deleted.
         """
-        return await run_sync(self._delete_expired_sync)
+        result: int = await self._run("delete expired sessions", self._delete_expired_sync)
+        return result
+
+    async def _run(self, operation: str, func: Callable[..., Any], *args: Any) -> Any:
+        paths = [str(arg) for arg in args if isinstance(arg, Path)]
+        return await self.call(operation, func, *args, redact=paths)
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -209,8 +239,8 @@ class FileBackend(SessionBackend):
     def _checked_path(self, session_id: str) -> Path:
         if not is_valid_session_id(session_id):
             raise ConfigurationError(
-                f"invalid session id {session_id!r:.80}: ids are 16 to 128 characters of "
-                "A-Z a-z 0-9 _ -; make them with starlette_session.ids.new_session_id()"
+                "invalid session id: ids are 16 to 128 characters of A-Z a-z 0-9 _ -; make them "
+                "with starlette_session.ids.new_session_id()"
             )
         return self._path(session_id)
 
@@ -222,92 +252,93 @@ class FileBackend(SessionBackend):
 
     # -- blocking work, each run in one worker thread ------------------------------------------
 
-    def _read_sync(self, path: Path) -> bytes | None:
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Hold the directory's lock file: every change to a session file happens under it.
+
+        A new descriptor per use, so the lock excludes other threads of this process as well
+        as other processes. Reads take no lock: files are only ever replaced by a rename.
+        """
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _live(self, path: Path) -> bytes | None:
         try:
             with open(path, "rb") as file:
                 content = file.read()
-                expires, start = _parse_header(content)
-                if expires is not None and expires > self._clock():
-                    return content[start:]
-                # Expired or corrupt: delete it while it is still open (see _unlink_if_same).
-                self._unlink_if_same(path, file)
-                return None
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise _backend_error("read", path, exc) from exc
+        expires, start = _parse_header(content)
+        if expires is None or expires <= self._clock():
+            return None
+        return content[start:]
 
-    def _write_sync(self, path: Path, data: bytes, ttl: int) -> None:
-        temp = self._write_temp(path, data, ttl)
-        self._replace(temp, path)
+    def _locked_store(self, path: Path, data: bytes, ttl: int, must_exist: bool | None) -> bool:
+        """Store ``data``: always (``None``), only over a live record (``True``) or only without one."""
+        with self._lock():
+            if must_exist is not None and (self._live(path) is not None) is not must_exist:
+                return False
+            self._store(path, data, ttl)
+            return True
 
-    def _remove_sync(self, path: Path) -> None:
-        try:
+    def _locked_swap(self, path: Path, version: object, data: bytes, ttl: int) -> bool:
+        with self._lock():
+            if self._live(path) != version:
+                return False
+            self._store(path, data, ttl)
+            return True
+
+    def _locked_touch(self, path: Path, ttl: int) -> bool:
+        with self._lock():
+            data = self._live(path)
+            if data is None:
+                return False
+            self._store(path, data, ttl)
+            return True
+
+    def _locked_remove(self, path: Path) -> None:
+        with self._lock(), contextlib.suppress(FileNotFoundError):
             path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise _backend_error("delete", path, exc) from exc
-
-    def _touch_sync(self, path: Path, ttl: int) -> bool:
-        try:
-            with open(path, "rb") as file:
-                content = file.read()
-                expires, start = _parse_header(content)
-                if expires is None or expires <= self._clock():
-                    self._unlink_if_same(path, file)
-                    return False
-                temp = self._write_temp(path, content[start:], ttl)
-                # A write or remove that landed since we read wins over this touch: the
-                # narrow window left is between this check and the rename.
-                if not _same_file(path, file):
-                    _discard(temp)
-                    return path.exists()
-                self._replace(temp, path)
-                return True
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise _backend_error("touch", path, exc) from exc
 
     def _delete_expired_sync(self) -> int:
-        now = self._clock()
+        with os.scandir(self.directory) as entries:
+            candidates = [
+                Path(entry.path)
+                for entry in entries
+                if self._session_id_of(entry.name) is not None and entry.is_file(follow_symlinks=False)
+            ]
         deleted = 0
-        try:
-            with os.scandir(self.directory) as entries:
-                candidates = [
-                    Path(entry.path)
-                    for entry in entries
-                    if self._session_id_of(entry.name) is not None and entry.is_file(follow_symlinks=False)
-                ]
-        except OSError as exc:
-            raise _backend_error("list", self.directory, exc) from exc
         for path in candidates:
             try:
                 # O_NOFOLLOW: a symlink swapped in since the listing is never followed.
                 fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             except FileNotFoundError:
                 continue
-            except OSError as exc:
-                raise _backend_error("read", path, exc) from exc
-            try:
-                with os.fdopen(fd, "rb") as file:
-                    expires, _ = _parse_header(file.read(HEADER_MAX))
-                    if expires is not None and expires > now:
-                        continue
-                    if self._unlink_if_same(path, file):
+            with os.fdopen(fd, "rb") as file:
+                expires, _ = _parse_header(file.read(HEADER_MAX))
+            if expires is not None and expires > self._clock():
+                continue
+            with self._lock():
+                # Checked again under the lock: a write may have renewed it since.
+                try:
+                    with open(path, "rb") as file:
+                        expires, _ = _parse_header(file.read(HEADER_MAX))
+                except FileNotFoundError:
+                    continue
+                if expires is None or expires <= self._clock():
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
                         deleted += 1
-            except OSError as exc:
-                raise _backend_error("delete", path, exc) from exc
         return deleted
 
-    def _write_temp(self, path: Path, data: bytes, ttl: int) -> str:
-        """Write header and data to a new temporary file next to ``path``; return its name."""
+    def _store(self, path: Path, data: bytes, ttl: int) -> None:
+        """Write header and data to a temporary file next to ``path``, then rename it over ``path``."""
         header = HEADER_MAGIC + b"%.3f\n" % expires_at(ttl, self._clock())
-        try:
-            fd, temp = tempfile.mkstemp(prefix=self._temp_prefix, suffix=_TEMP_SUFFIX, dir=self.directory)
-        except OSError as exc:
-            raise _backend_error("create a temporary file for", path, exc) from exc
+        fd, temp = tempfile.mkstemp(prefix=self._temp_prefix, suffix=_TEMP_SUFFIX, dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as file:
                 if self.file_mode != 0o600:  # mkstemp already made it 0o600
@@ -317,39 +348,12 @@ class FileBackend(SessionBackend):
                 if self.fsync:
                     file.flush()
                     os.fsync(file.fileno())
-        except BaseException as exc:
-            _discard(temp)
-            if isinstance(exc, OSError):
-                raise _backend_error("write", path, exc) from exc
-            raise
-        return temp
-
-    def _replace(self, temp: str, path: Path) -> None:
-        try:
             os.replace(temp, path)
-        except OSError as exc:
+        except BaseException:
             _discard(temp)
-            raise _backend_error("write", path, exc) from exc
+            raise
         if self.fsync:
-            try:
-                _fsync_directory(self.directory)
-            except OSError as exc:
-                raise _backend_error("sync the directory of", path, exc) from exc
-
-    def _unlink_if_same(self, path: Path, file: BinaryIO) -> bool:
-        """Delete ``path`` if it is still the file open as ``file``; return whether it was deleted.
-
-        A writer in another process may have replaced the stale file since we opened it;
-        its fresh file must survive. Holding ``file`` open keeps its inode number from
-        being reused, so the comparison cannot match a new file by accident.
-        """
-        if not _same_file(path, file):
-            return False
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        return True
+            _fsync_directory(self.directory)
 
 
 def _parse_header(content: bytes) -> tuple[float | None, int]:
@@ -366,15 +370,6 @@ def _parse_header(content: bytes) -> tuple[float | None, int]:
     return expires, end + 1
 
 
-def _same_file(path: Path, file: BinaryIO) -> bool:
-    try:
-        current = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    opened = os.fstat(file.fileno())
-    return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
-
-
 def _discard(temp: str) -> None:
     # Best effort: a leftover temporary file is harmless (dotted, ignored by listings).
     with contextlib.suppress(OSError):
@@ -387,7 +382,3 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _backend_error(action: str, path: Path, exc: OSError) -> BackendError:
-    return BackendError(f"file session backend could not {action} {str(path)!r}: {exc}")

@@ -5,9 +5,11 @@ pymemcache is a blocking client, so every call is bridged to a worker thread wit
 
 Both store the session bytes under ``key_prefix + session_id`` with memcached's expiry rule
 (``starlette_session.expiry.memcached_exptime``: a TTL over 30 days is sent as a Unix time).
-Every write waits for memcached's answer, and an answer other than "stored" raises
-``BackendError``. memcached expires records by itself, so ``delete_expired`` is a no-op; it
+A new session is stored with ``add``, a loaded one with ``replace`` (so a record removed
+meanwhile stays removed), a merge-mode update with ``gets``/``cas``. Every command waits for
+memcached's answer. memcached expires records by itself, so ``delete_expired`` is a no-op; it
 may also evict records early when it runs out of memory (a user is then logged out).
+See ``docs/backends/memcached.md``.
 """
 
 from __future__ import annotations
@@ -21,17 +23,14 @@ from typing import Any, TypeVar
 
 import anyio
 
-from starlette_session._bridge import run_sync
-from starlette_session.exceptions import BackendError, ConfigurationError, MissingDependencyError
+from starlette_session.backends.base import DEFAULT_KEY_PREFIX, SessionBackend, backend_error
+from starlette_session.exceptions import ConfigurationError, MissingDependencyError
 from starlette_session.expiry import memcached_exptime, ttl_seconds
-from starlette_session.interfaces import SessionBackend
 
 __all__ = ["DEFAULT_KEY_PREFIX", "MAX_KEY_BYTES", "AioMemcacheBackend", "MemcacheBackend"]
 
 T = TypeVar("T")
 
-#: Prepended to every session id to make the memcached key.
-DEFAULT_KEY_PREFIX = "starlette_session:"
 #: memcached's limit on the length of a key.
 MAX_KEY_BYTES = 250
 # The longest id ``starlette_session.ids.is_valid_session_id`` accepts; the prefix leaves room for it.
@@ -42,6 +41,8 @@ _KEY_CHARS = frozenset(chr(code) for code in range(0x21, 0x7F))
 # A value that a serde must hand back unchanged for the backend to use it.
 _PROBE_KEY = b"starlette_session:probe"
 _PROBE_VALUE = b'{"probe": "starlette_session"}'
+# What a duck-typed pymemcache-like client (such as pymemcache's MockMemcacheClient) must have.
+_PYMEMCACHE_METHODS = ("get", "set", "add", "replace", "delete", "touch")
 
 
 def _key_problem(text: str) -> str | None:
@@ -215,15 +216,22 @@ class MemcacheBackend(SessionBackend):
     """
 
     extra = "memcache"
+    name = "memcached"
+    blocking = True
 
     def __init__(self, client: Any, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> None:
         client_cls, pooled_cls, hash_cls, memcache_error = _import_pymemcache()
         if not isinstance(client, (client_cls, pooled_cls, hash_cls)):
-            raise ConfigurationError(
-                "MemcacheBackend needs a pymemcache Client, PooledClient or HashClient, not "
-                f"{type(client).__module__}.{type(client).__qualname__}; for aiomcache use AioMemcacheBackend"
-            )
-        client_prefix = client.key_prefix
+            missing = [name for name in _PYMEMCACHE_METHODS if not callable(getattr(client, name, None))]
+            if missing or not hasattr(client, "serde"):
+                kind = f"{type(client).__module__}.{type(client).__qualname__}"
+                lacks = f", which lacks {', '.join(missing)}" if missing else ""
+                raise ConfigurationError(
+                    "MemcacheBackend needs a pymemcache Client, PooledClient or HashClient (or an object"
+                    f" with their methods and a serde), not {kind}{lacks};"
+                    " for aiomcache, use AioMemcacheBackend"
+                )
+        client_prefix = getattr(client, "key_prefix", b"")
         if isinstance(client_prefix, str):  # HashClient keeps it as given
             client_prefix = client_prefix.encode("utf-8")
         self.client = client
@@ -233,7 +241,7 @@ class MemcacheBackend(SessionBackend):
         # Only pooled clients are safe to share between worker threads; others get a lock.
         pooled = isinstance(client, pooled_cls) or getattr(client, "use_pooling", False) is True
         self._lock = None if pooled else threading.Lock()
-        self._errors: tuple[type[BaseException], ...] = (memcache_error, OSError, ValueError)
+        self.store_errors = (memcache_error, OSError, ValueError)
         self._owns_client = False
 
     @staticmethod
@@ -316,35 +324,74 @@ class MemcacheBackend(SessionBackend):
         key = self._keys.key(session_id)
         if key is None:
             return None
-        value = await self._call("get", self.client.get, key)
-        return self._as_bytes(value)
+        return self._as_bytes(await self._call("get a session", key, self.client.get, key))
+
+    async def read_for_update(self, session_id: str) -> tuple[bytes, Any] | None:
+        key = self._keys.key(session_id)
+        if key is None:
+            return None
+        value, token = await self._call("gets a session", key, self.client.gets, key)
+        data = self._as_bytes(value)
+        return None if data is None or token is None else (data, token)
 
     async def write(self, session_id: str, data: bytes, ttl: int) -> None:
+        await self._store("set", session_id, data, ttl, True)
+
+    async def create(self, session_id: str, data: bytes, ttl: int) -> bool:
+        return await self._store("add", session_id, data, ttl, False)
+
+    async def replace(self, session_id: str, data: bytes, ttl: int) -> bool:
+        return await self._store("replace", session_id, data, ttl, False)
+
+    async def compare_and_swap(self, session_id: str, version: Any, data: bytes, ttl: int) -> bool:
         key = self._keys.required(session_id)
         stored = await self._call(
-            "set", self.client.set, key, self._to_client(data), expire=_exptime(ttl), noreply=False
+            "cas a session",
+            key,
+            self.client.cas,
+            key,
+            self._to_client(data),
+            version,
+            _exptime(ttl),
+            noreply=False,
         )
-        if stored is not True:
-            raise BackendError(
-                "memcached did not store the session (set answered NOT_STORED, or the HashClient "
-                "treats the server as failing)"
+        return stored is True
+
+    async def _store(self, command: str, session_id: str, data: bytes, ttl: int, must_store: bool) -> bool:
+        key = self._keys.required(session_id)
+        method = getattr(self.client, command)
+        stored = await self._call(
+            f"{command} a session",
+            key,
+            method,
+            key,
+            self._to_client(data),
+            expire=_exptime(ttl),
+            noreply=False,
+        )
+        if must_store and stored is not True:
+            raise backend_error(
+                self.name, "set a session (NOT_STORED, or the HashClient treats the server as failing)"
             )
+        return stored is True
 
     async def remove(self, session_id: str) -> None:
         key = self._keys.required(session_id)
         # False means "not found", which is fine: the record is gone either way.
-        await self._call("delete", self.client.delete, key, noreply=False)
+        await self._call("delete a session", key, self.client.delete, key, noreply=False)
 
     async def touch(self, session_id: str, ttl: int) -> bool:
         key = self._keys.key(session_id)
         if key is None:
             return False
-        touched = await self._call("touch", self.client.touch, key, expire=_exptime(ttl), noreply=False)
+        touched = await self._call(
+            "touch a session", key, self.client.touch, key, expire=_exptime(ttl), noreply=False
+        )
         return touched is True
 
     async def aclose(self) -> None:
         if self._owns_client:
-            await self._call("close", self.client.close)
+            await self._call("close the client", "", self.client.close)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -353,11 +400,12 @@ class MemcacheBackend(SessionBackend):
             return data
         try:
             return data.decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise BackendError(
-                "the client's serde (MemcacheJSONSerde?) stores text only, and this session data "
-                "is not ASCII; use a client without a serde"
-            ) from exc
+        except UnicodeDecodeError:
+            raise backend_error(
+                self.name,
+                "store a session: the client's serde (MemcacheJSONSerde?) stores text only, and this "
+                "session data is not ASCII; use a client without a serde",
+            ) from None
 
     def _as_bytes(self, value: object) -> bytes | None:
         if value is None or isinstance(value, bytes):
@@ -377,11 +425,9 @@ class MemcacheBackend(SessionBackend):
         with self._lock:
             return func(*args, **kwargs)
 
-    async def _call(self, action: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        try:
-            return await run_sync(self._locked, func, *args, **kwargs)
-        except self._errors as exc:
-            raise BackendError(f"memcached {action} failed: {exc!r}") from exc
+    async def _call(self, operation: str, key: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        result: T = await self.call(operation, self._locked, func, *args, redact=(key,), **kwargs)
+        return result
 
 
 def _serdes(client: Any, hash_cls: type[Any]) -> list[Any]:
@@ -434,6 +480,7 @@ class AioMemcacheBackend(SessionBackend):
     """
 
     extra = "aiomemcache"
+    name = "memcached (aiomcache)"
 
     def __init__(
         self, client: Any, *, key_prefix: str = DEFAULT_KEY_PREFIX, timeout: float | None = None
@@ -450,7 +497,7 @@ class AioMemcacheBackend(SessionBackend):
         self.key_prefix = _check_prefix(key_prefix, b"", "AioMemcacheBackend")
         self.timeout = timeout
         self._keys = _KeyMaker(key_prefix, MAX_KEY_BYTES - len(key_prefix))
-        self._errors: tuple[type[BaseException], ...] = (
+        self.store_errors = (
             client_exception,
             OSError,  # connection refused or reset; TimeoutError on 3.11+
             EOFError,  # asyncio.IncompleteReadError: the server closed mid-answer
@@ -473,42 +520,64 @@ class AioMemcacheBackend(SessionBackend):
         key = self._keys.key(session_id)
         if key is None:
             return None
-        value = await self._call("get", self.client.get, key.encode("ascii"))
-        if value is None or isinstance(value, bytes):
-            return value
-        return None  # a FlagClient's handler turned it into something else: not our record
+        return _bytes_or_none(await self._call("get a session", self.client.get, key.encode("ascii")))
+
+    async def read_for_update(self, session_id: str) -> tuple[bytes, Any] | None:
+        key = self._keys.key(session_id)
+        if key is None:
+            return None
+        value, token = await self._call("gets a session", self.client.gets, key.encode("ascii"))
+        data = _bytes_or_none(value)
+        return None if data is None or token is None else (data, token)
 
     async def write(self, session_id: str, data: bytes, ttl: int) -> None:
         key = self._keys.required(session_id).encode("ascii")
-        stored = await self._call("set", self.client.set, key, bytes(data), _exptime(ttl))
-        if stored is not True:
-            raise BackendError("memcached did not store the session (set answered NOT_STORED)")
+        if await self._call("set a session", self.client.set, key, bytes(data), _exptime(ttl)) is not True:
+            raise backend_error(self.name, "set a session (NOT_STORED)")
+
+    async def create(self, session_id: str, data: bytes, ttl: int) -> bool:
+        key = self._keys.required(session_id).encode("ascii")
+        return await self._call("add a session", self.client.add, key, bytes(data), _exptime(ttl)) is True
+
+    async def replace(self, session_id: str, data: bytes, ttl: int) -> bool:
+        key = self._keys.required(session_id).encode("ascii")
+        return (
+            await self._call("replace a session", self.client.replace, key, bytes(data), _exptime(ttl))
+            is True
+        )
+
+    async def compare_and_swap(self, session_id: str, version: Any, data: bytes, ttl: int) -> bool:
+        key = self._keys.required(session_id).encode("ascii")
+        swapped = await self._call("cas a session", self.client.cas, key, bytes(data), version, _exptime(ttl))
+        return swapped is True
 
     async def remove(self, session_id: str) -> None:
         key = self._keys.required(session_id).encode("ascii")
-        await self._call("delete", self.client.delete, key)
+        await self._call("delete a session", self.client.delete, key)
 
     async def touch(self, session_id: str, ttl: int) -> bool:
         key = self._keys.key(session_id)
         if key is None:
             return False
-        touched = await self._call("touch", self.client.touch, key.encode("ascii"), _exptime(ttl))
+        touched = await self._call("touch a session", self.client.touch, key.encode("ascii"), _exptime(ttl))
         return touched is True
 
-    async def _call(self, action: str, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def _call(self, operation: str, func: Callable[..., Awaitable[T]], key: bytes, *args: Any) -> T:
+        redact = (key.decode("ascii"),)
         try:
-            with anyio.move_on_after(self.timeout):
-                return await func(*args)
-        except anyio.get_cancelled_exc_class():
-            await self._drop_idle_connections()
-            raise
-        except self._errors as exc:
-            raise BackendError(f"memcached {action} failed: {exc!r}") from exc
-        # Only reached when ``timeout`` passed before memcached answered.
-        await self._drop_idle_connections()
-        raise BackendError(f"memcached {action} timed out after {self.timeout} s")
+            with anyio.fail_after(self.timeout):
+                result: T = await self.call(operation, func, key, *args, redact=redact)
+                return result
+        except TimeoutError:
+            raise backend_error(self.name, f"{operation} within {self.timeout} s") from None
 
-    async def _drop_idle_connections(self) -> None:
-        # Shielded: this runs while the task is being cancelled, and must finish.
-        with anyio.CancelScope(shield=True):
-            await self.client.close()
+    async def on_cancelled(self) -> None:
+        # A command cut off mid-way leaves memcached's answer unread on its connection, which
+        # aiomcache's pool would hand to the next command: close the pool's idle connections
+        # (aiomcache opens new ones on demand).
+        await self.client.close()
+
+
+def _bytes_or_none(value: object) -> bytes | None:
+    # A FlagClient's handler may turn a value into something else: not our record.
+    return value if isinstance(value, bytes) else None

@@ -3,6 +3,9 @@
 Records live in a dict in this process, so they are lost on restart and not shared between
 worker processes. Expiry is checked on read; the store is bounded by ``max_entries``, past
 which the records closest to expiry are evicted first.
+
+Every operation runs on the event loop without awaiting between its check and its change,
+so ``create``, ``replace`` and ``compare_and_swap`` are atomic with respect to other requests.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ import heapq
 import time
 from typing import Any
 
+from starlette_session.backends.base import SessionBackend
 from starlette_session.exceptions import ConfigurationError
-from starlette_session.interfaces import SessionBackend
 
 
 class MemoryBackend(SessionBackend):
@@ -22,6 +25,8 @@ class MemoryBackend(SessionBackend):
         max_entries: the most records kept; writing past it evicts the records that
             expire soonest.
     """
+
+    name = "memory"
 
     def __init__(self, max_entries: int = 10_000) -> None:
         if max_entries < 1:
@@ -42,26 +47,50 @@ class MemoryBackend(SessionBackend):
     def __len__(self) -> int:
         return len(self._data)
 
-    async def read(self, session_id: str) -> bytes | None:
+    def _live(self, session_id: str) -> bytes | None:
         record = self._data.get(session_id)
         if record is None:
             return None
         data, expires = record
         if expires <= time.monotonic():
-            del self._data[session_id]
             return None
         return data
 
-    async def write(self, session_id: str, data: bytes, ttl: int) -> None:
+    def _store(self, session_id: str, data: bytes, ttl: int) -> None:
         if session_id not in self._data and len(self._data) >= self.max_entries:
             self._evict()
-        self._data[session_id] = (data, time.monotonic() + ttl)
+        self._data[session_id] = (bytes(data), time.monotonic() + ttl)
+
+    async def read(self, session_id: str) -> bytes | None:
+        # A read never writes: an expired record is left for eviction or delete_expired.
+        return self._live(session_id)
+
+    async def write(self, session_id: str, data: bytes, ttl: int) -> None:
+        self._store(session_id, data, ttl)
+
+    async def create(self, session_id: str, data: bytes, ttl: int) -> bool:
+        if self._live(session_id) is not None:
+            return False
+        self._store(session_id, data, ttl)
+        return True
+
+    async def replace(self, session_id: str, data: bytes, ttl: int) -> bool:
+        if self._live(session_id) is None:
+            return False
+        self._store(session_id, data, ttl)
+        return True
+
+    async def compare_and_swap(self, session_id: str, version: object, data: bytes, ttl: int) -> bool:
+        if self._live(session_id) != version:
+            return False
+        self._store(session_id, data, ttl)
+        return True
 
     async def remove(self, session_id: str) -> None:
         self._data.pop(session_id, None)
 
     async def touch(self, session_id: str, ttl: int) -> bool:
-        data = await self.read(session_id)
+        data = self._live(session_id)
         if data is None:
             return False
         self._data[session_id] = (data, time.monotonic() + ttl)

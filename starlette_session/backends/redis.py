@@ -15,51 +15,17 @@ Which backend:
     Pipelines are refused: commands sent to them are only queued.
 
 Commands:
-    Every operation is one command on the client object you passed, never on a connection or
-    pipeline made from it, so code that wraps or instruments your client sees every call: a
-    read is one ``GET``, a write one ``SET key value EX ttl``, a removal one ``DEL``, and
-    ``touch`` (rolling expiry) one ``EXPIRE``. ``DEL`` is sent with ``execute_command``, as
-    ``Redis.delete`` does, because the cluster clients' ``delete`` goes through a pipeline
-    made for the call. The backend never closes your client.
+    Every operation is one command on the client object you passed (never on a pipeline made
+    from it), through the client's own method, so a spy or wrapper on your client sees it: a
+    read is one ``GET`` (``client.get``), a save of a loaded session one ``SET key value EX ttl
+    XX`` (``client.set``; replace only: a record removed meanwhile stays removed), a new
+    session one ``SET ... NX``, a removal one ``DEL`` (``client.delete``; the cluster clients'
+    ``delete`` builds a pipeline, so for them ``DEL`` goes through ``execute_command``),
+    rolling expiry one ``EXPIRE``, and a merge-mode update one ``EVAL`` of a compare-and-set
+    script. Redis expires records by itself; ``delete_expired`` returns 0. The backend never
+    closes your client.
 
-Expiry:
-    Redis expires records by itself: each write sets the key's TTL (``EX``) to the TTL the
-    middleware works out from ``max_age`` (``starlette_session.expiry.ttl_seconds``); when
-    ``max_age`` is ``None`` (a browser-session cookie) the middleware's fallback TTL is used,
-    14 days by default. ``delete_expired`` has nothing to do and returns 0.
-
-Not blocking the event loop:
-    ``AsyncRedisBackend`` awaits the asyncio client directly. ``RedisBackend`` runs each
-    blocking call in a worker thread through ``starlette_session._bridge.run_sync`` (anyio's
-    thread pool), which costs a thread hop per command; prefer the asyncio client in new code.
-
-Keys:
-    Records are stored under ``key_prefix + session_id``; ``key_prefix`` defaults to
-    ``"starlette_session:"``. It may hold no whitespace or control characters and at most
-    ``MAX_KEY_PREFIX_LENGTH`` characters. ``key_prefix=""`` uses the bare session id as the
-    key, as starlette-session 0.4.3 did. Note that 0.4.3 stored *pickled* values, which this
-    package never unpickles (unpickling lets whoever can write to Redis run code on your
-    servers): such records read as missing, so their users get a new, empty session. On a
-    Redis Cluster, keep hash tags (``{...}``) out of the prefix, or every session lands on
-    one slot.
-
-Values:
-    The bytes given to ``write`` (UTF-8 JSON from the session serializer). A client made with
-    ``decode_responses=True`` returns ``str``; it is encoded back with the client's own
-    encoding. A value such a client cannot decode (foreign or pickled data) reads as missing.
-
-Errors:
-    Every redis-py failure (``ConnectionError``, ``TimeoutError``, any ``RedisError`` or
-    cluster error) is raised as ``BackendError`` naming the command, with the original as
-    its cause. Nothing is swallowed: a store outage fails the request rather than handing it
-    an empty session that would overwrite the real one. The redis client's own retry policy
-    applies before that.
-
-Limits:
-    No atomic update: two concurrent requests of one session both write, and the last write
-    wins. The sync backend shares anyio's thread pool (40 threads by default) with every
-    other ``run_sync`` caller, which bounds its concurrent Redis calls; give the client's
-    connection pool at least that many connections.
+See ``docs/backends/redis.md`` for keys, values, errors and limits.
 """
 
 from __future__ import annotations
@@ -68,9 +34,8 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from starlette_session._bridge import run_sync
-from starlette_session.exceptions import BackendError, ConfigurationError, MissingDependencyError
-from starlette_session.interfaces import SessionBackend
+from starlette_session.backends.base import DEFAULT_KEY_PREFIX, SessionBackend
+from starlette_session.exceptions import ConfigurationError, MissingDependencyError
 
 if TYPE_CHECKING:
     import redis as redis_module
@@ -78,8 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_KEY_PREFIX", "MAX_KEY_PREFIX_LENGTH", "AsyncRedisBackend", "RedisBackend"]
 
-#: The key prefix used unless ``key_prefix`` says otherwise.
-DEFAULT_KEY_PREFIX = "starlette_session:"
 
 #: The longest ``key_prefix`` accepted.
 MAX_KEY_PREFIX_LENGTH = 256
@@ -159,6 +122,7 @@ class _RedisBase(SessionBackend):
     """What the sync and asyncio backends share: configuration, keys, values, errors."""
 
     extra: ClassVar[str] = "redis"
+    name = "Redis"
 
     #: The BackendType member name, for messages.
     _member: ClassVar[str] = ""
@@ -175,10 +139,9 @@ class _RedisBase(SessionBackend):
         self._check_client(redis, client)
         self.key_prefix = _validate_key_prefix(key_prefix)
         self._client = client
-        self._errors: tuple[type[BaseException], ...] = (
-            redis.exceptions.RedisError,
-            redis.exceptions.RedisClusterException,
-        )
+        self.store_errors = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+        self.blocking = not self._is_asyncio
+        self._cluster = isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
         self._encoding: str | None = None
 
     @property
@@ -261,50 +224,75 @@ class _RedisBase(SessionBackend):
                 self._encoding = "utf-8"
         return value.encode(self._encoding)
 
-    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call a client method: in a worker thread (sync client) or awaited (asyncio client)."""
-        raise NotImplementedError  # pragma: no cover
+    async def _command(
+        self, operation: str, method: Callable[..., Any], key: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        return await self.call(operation, method, key, *args, redact=(key,), **kwargs)
 
     async def read(self, session_id: str) -> bytes | None:
+        key = self._key(session_id)
         try:
-            value = await self._call(self._client.get, self._key(session_id))
-        except UnicodeDecodeError:
+            value = await self._command("GET a session", self._client.get, key)
+        except UnicodeDecodeError:  # a decode_responses client met foreign bytes: not our record
             return None
-        except self._errors as exc:
-            raise self._failure("GET", "reading a session", exc) from exc
         return self._as_bytes(value)
 
+    async def read_for_update(self, session_id: str) -> tuple[bytes, Any] | None:
+        data = await self.read(session_id)
+        return None if data is None else (data, data)
+
     async def write(self, session_id: str, data: bytes, ttl: int) -> None:
-        try:
-            await self._call(self._client.set, self._key(session_id), data, ex=ttl)
-        except self._errors as exc:
-            raise self._failure("SET", "writing a session", exc) from exc
+        await self._command("SET a session", self._client.set, self._key(session_id), data, ex=ttl)
+
+    async def create(self, session_id: str, data: bytes, ttl: int) -> bool:
+        key = self._key(session_id)
+        return bool(await self._command("SET NX a new session", self._client.set, key, data, ex=ttl, nx=True))
+
+    async def replace(self, session_id: str, data: bytes, ttl: int) -> bool:
+        key = self._key(session_id)
+        return bool(await self._command("SET XX a session", self._client.set, key, data, ex=ttl, xx=True))
+
+    async def compare_and_swap(self, session_id: str, version: Any, data: bytes, ttl: int) -> bool:
+        key = self._key(session_id)
+        swapped = await self._command(
+            "EVAL compare-and-set on a session",
+            self._client.eval,
+            _COMPARE_AND_SET,
+            1,
+            key,
+            version,
+            data,
+            ttl,
+        )
+        return bool(swapped)
 
     async def remove(self, session_id: str) -> None:
-        # Not ``client.delete``: the cluster clients build a pipeline for it, bypassing the
-        # user's ``execute_command``.
-        try:
-            await self._call(self._client.execute_command, "DEL", self._key(session_id))
-        except self._errors as exc:
-            raise self._failure("DEL", "removing a session", exc) from exc
+        key = self._key(session_id)
+        if self._cluster:
+            await self._command("DEL a session", self._client.execute_command, "DEL", key)
+        else:
+            await self._command("DEL a session", self._client.delete, key)
 
     async def touch(self, session_id: str, ttl: int) -> bool:
-        try:
-            existed = await self._call(self._client.expire, self._key(session_id), ttl)
-        except self._errors as exc:
-            raise self._failure("EXPIRE", "renewing a session's expiry", exc) from exc
-        return bool(existed)
+        key = self._key(session_id)
+        return bool(await self._command("EXPIRE a session", self._client.expire, key, ttl))
 
-    def _failure(self, command: str, purpose: str, exc: BaseException) -> BackendError:
-        # The key is left out on purpose: it holds the session id, a credential.
-        return BackendError(f"Redis {command} failed while {purpose}: {type(exc).__name__}: {exc}")
+
+# KEYS[1]: the session key; ARGV: the bytes read, the new bytes, the TTL in seconds.
+_COMPARE_AND_SET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+    return 1
+end
+return 0
+"""
 
 
 class RedisBackend(_RedisBase):
     """Sessions in Redis through a sync ``redis.Redis`` or ``redis.cluster.RedisCluster``.
 
-    Each blocking call runs in a worker thread (``run_sync``), so the event loop never waits
-    on Redis.
+    Each blocking call runs in a worker thread (``starlette_session._bridge.run_sync``, the
+    package's own thread pool), so the event loop never waits on Redis.
 
     Args:
         client: the sync client; the backend uses it and never closes it.
@@ -323,9 +311,6 @@ class RedisBackend(_RedisBase):
 
     if TYPE_CHECKING:
         _client: redis_module.Redis | redis_module.RedisCluster
-
-    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await run_sync(method, *args, **kwargs)
 
 
 class AsyncRedisBackend(_RedisBase):
@@ -348,6 +333,3 @@ class AsyncRedisBackend(_RedisBase):
 
     if TYPE_CHECKING:
         _client: aioredis_module.Redis | aioredis_module.RedisCluster
-
-    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await method(*args, **kwargs)

@@ -16,24 +16,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import anyio
 
 from starlette_session import expiry
 from starlette_session._bridge import run_sync
+from starlette_session.backends.base import SessionBackend, backend_error
 from starlette_session.exceptions import BackendError, ConfigurationError, MissingDependencyError
-from starlette_session.interfaces import SessionBackend
 
 if TYPE_CHECKING:
-    from sqlalchemy import URL, Connection, Engine, Table
+    from sqlalchemy import URL, Engine, Table
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from starlette_session.backends._sqlalchemy_table import Base, SessionModelMixin, SessionRecord
 
 __all__ = ["Base", "SQLAlchemyBackend", "SessionModelMixin", "SessionRecord"]
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 _MODEL_NAMES = frozenset({"Base", "SessionModelMixin", "SessionRecord"})
@@ -61,9 +60,10 @@ class SQLAlchemyBackend(SessionBackend):
     """Sessions in a SQL table, through a SQLAlchemy ``Engine`` or ``AsyncEngine``.
 
     A sync ``Engine`` is bridged to a worker thread (one thread hop per operation); an
-    ``AsyncEngine`` is awaited directly. Writes are one upsert: ``INSERT .. ON CONFLICT DO
-    UPDATE`` on PostgreSQL and SQLite, ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB, and an
-    ``UPDATE`` then ``INSERT`` in one transaction elsewhere.
+    ``AsyncEngine`` is awaited directly. A loaded session is saved with ``UPDATE .. WHERE id``
+    on a live row (checked by its row count), a new one with an ``INSERT`` that never
+    overwrites a live row, a merge-mode update with ``UPDATE .. WHERE data = <bytes read>``.
+    ``set`` (outside a request) is one upsert. See ``docs/backends/sqlalchemy.md``.
 
     Args:
         engine: the ``Engine`` or ``AsyncEngine``; the backend never disposes an engine it
@@ -112,7 +112,10 @@ class SQLAlchemyBackend(SessionBackend):
         self._owns_engine = False
         self._table_ready = False
         self._table_lock = anyio.Lock()
-        self._where = engine.url.render_as_string(hide_password=True)
+        self.blocking = self._async_engine is None
+        self.store_errors = sql.STORE_ERRORS
+        where = engine.url.render_as_string(hide_password=True)
+        self.name = f"SQL {where} (table {self.table.name!r})"
 
     def _resolve_table(self, model: type[Any] | Table | None, table_name: str | None) -> Table:
         if model is None:
@@ -242,7 +245,7 @@ class SQLAlchemyBackend(SessionBackend):
             except self._sql.STORE_ERRORS:
                 exists = False
             if not exists:
-                raise BackendError(self._message("create the session table", exc)) from exc
+                raise backend_error(self.name, "create the session table", exc) from None
         self._table_ready = True
 
     # -- the store -------------------------------------------------------------------------
@@ -264,24 +267,57 @@ class SQLAlchemyBackend(SessionBackend):
         return {"id": session_id, "data": data, "expires_at": expires_at}
 
     async def read(self, session_id: str) -> bytes | None:
-        return await self._execute("read a session", self._sql.read, self.table, session_id, self._now())
+        return await self._execute(
+            "read a session", self._sql.read, self.table, session_id, self._now(), redact=session_id
+        )
 
-    async def write(self, session_id: str, data: bytes, ttl: int) -> None:
-        values = self.values_for(session_id, data, expiry.expires_at(ttl, self._now()))
+    def _values(self, session_id: str, data: bytes, ttl: int, now: float) -> dict[str, Any]:
+        values = self.values_for(session_id, data, expiry.expires_at(ttl, now))
         unknown = sorted(set(values) - set(self.table.c.keys()))
         if unknown:
             raise ConfigurationError(
                 f"values_for() returned {', '.join(unknown)}: not columns of table {self.table.name!r}"
             )
-        await self._execute("write a session", self._sql.write, self.table, values)
+        return values
+
+    async def write(self, session_id: str, data: bytes, ttl: int) -> None:
+        values = self._values(session_id, data, ttl, self._now())
+        await self._execute("write a session", self._sql.write, self.table, values, redact=session_id)
+
+    async def create(self, session_id: str, data: bytes, ttl: int) -> bool:
+        now = self._now()
+        values = self._values(session_id, data, ttl, now)
+        return await self._execute(
+            "create a session", self._sql.create, self.table, values, now, redact=session_id
+        )
+
+    async def replace(self, session_id: str, data: bytes, ttl: int) -> bool:
+        now = self._now()
+        values = self._values(session_id, data, ttl, now)
+        return await self._execute(
+            "replace a session", self._sql.replace, self.table, values, now, redact=session_id
+        )
+
+    async def compare_and_swap(self, session_id: str, version: Any, data: bytes, ttl: int) -> bool:
+        now = self._now()
+        values = self._values(session_id, data, ttl, now)
+        return await self._execute(
+            "update a session", self._sql.replace, self.table, values, now, version, redact=session_id
+        )
 
     async def remove(self, session_id: str) -> None:
-        await self._execute("remove a session", self._sql.remove, self.table, session_id)
+        await self._execute("remove a session", self._sql.remove, self.table, session_id, redact=session_id)
 
     async def touch(self, session_id: str, ttl: int) -> bool:
         now = self._now()
         return await self._execute(
-            "touch a session", self._sql.touch, self.table, session_id, now, expiry.expires_at(ttl, now)
+            "touch a session",
+            self._sql.touch,
+            self.table,
+            session_id,
+            now,
+            expiry.expires_at(ttl, now),
+            redact=session_id,
         )
 
     async def delete_expired(self) -> int:
@@ -301,52 +337,30 @@ class SQLAlchemyBackend(SessionBackend):
     # -- running an operation: one transaction each ----------------------------------------
 
     async def _execute(
-        self,
-        action: str,
-        operation: Callable[Concatenate[Connection, P], T],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
+        self, action: str, operation: Callable[..., T], /, *args: Any, redact: str | None = None
     ) -> T:
         if self.create_table_on_first_use and not self._table_ready:
             await self.create_table()
-        return await self._run(action, operation, *args, **kwargs)
+        return await self._run(action, operation, *args, redact=redact)
 
     async def _run(
-        self,
-        action: str,
-        operation: Callable[Concatenate[Connection, P], T],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
+        self, action: str, operation: Callable[..., T], /, *args: Any, redact: str | None = None
     ) -> T:
-        try:
-            if self._async_engine is not None:
-                async with self._async_engine.begin() as conn:
-                    return await conn.run_sync(operation, *args, **kwargs)
-            return await run_sync(self._in_transaction, operation, *args, **kwargs)
-        except self._sql.STORE_ERRORS as exc:
-            raise BackendError(self._message(action, exc)) from exc
+        transaction = self._in_transaction if self._async_engine is None else self._in_async_transaction
+        secrets = () if redact is None else (redact,)
+        result: T = await self.call(action, transaction, operation, *args, redact=secrets)
+        return result
 
-    def _in_transaction(
-        self,
-        operation: Callable[Concatenate[Connection, P], T],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
+    async def _in_async_transaction(self, operation: Callable[..., T], /, *args: Any) -> T:
+        assert self._async_engine is not None  # only called with an AsyncEngine
+        async with self._async_engine.begin() as conn:
+            return await conn.run_sync(operation, *args)
+
+    def _in_transaction(self, operation: Callable[..., T], /, *args: Any) -> T:
         assert self._sync_engine is not None  # only called with a sync Engine
         with self._sync_engine.begin() as conn:
-            return operation(conn, *args, **kwargs)
+            return operation(conn, *args)
 
     def _now(self) -> float:
         # float(): asyncpg binds a DOUBLE PRECISION parameter only from a float.
         return float(self._clock())
-
-    def _message(self, action: str, exc: BaseException) -> str:
-        text = str(exc)
-        detail = text.splitlines()[0] if text else ""
-        return (
-            f"SQL session store {self._where} failed to {action} in table {self.table.name!r}: "
-            f"{type(exc).__name__}: {detail}"
-        )

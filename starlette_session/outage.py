@@ -1,0 +1,127 @@
+"""The outage policy: every store call bounded in time, and a circuit breaker in front of the store.
+
+``StoreGuard`` runs the middleware's store calls. A call that takes longer than ``timeout``
+fails with ``BackendError``; after ``threshold`` consecutive failures the breaker opens and
+calls fail at once, without touching the store, for ``cooldown`` seconds; then one call at a
+time is let through as a probe, and the first success closes the breaker. What a request
+then gets (503 by default, or the app's ``on_backend_error`` answer) is decided by the
+middleware. See ``docs/concurrency.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+from starlette.responses import PlainTextResponse, Response
+
+from starlette_session.backends.base import backend_error
+from starlette_session.exceptions import BackendError, ConfigurationError
+
+T = TypeVar("T")
+
+#: Seconds a store call may take by default.
+DEFAULT_STORE_TIMEOUT = 2.0
+#: Consecutive failures that open the breaker by default.
+DEFAULT_BREAKER_THRESHOLD = 3
+#: Seconds the open breaker refuses calls by default before it lets a probe through.
+DEFAULT_BREAKER_COOLDOWN = 0.5
+
+
+class StoreGuard:
+    """Bounds each store call by ``timeout`` and stops calling a failing store for a while.
+
+    Args:
+        backend_name: the store's name, for error texts.
+        timeout: seconds each call may take (``None``: no bound).
+        threshold: consecutive failures after which the breaker opens (0: never).
+        cooldown: seconds the open breaker refuses calls before it lets one probe through.
+        clock: a monotonic clock, for tests.
+
+    Raises:
+        ConfigurationError: a negative or zero ``timeout`` or ``cooldown``, or a negative ``threshold``.
+    """
+
+    def __init__(
+        self,
+        backend_name: str,
+        *,
+        timeout: float | None = DEFAULT_STORE_TIMEOUT,
+        threshold: int = DEFAULT_BREAKER_THRESHOLD,
+        cooldown: float = DEFAULT_BREAKER_COOLDOWN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if timeout is not None and not timeout > 0:
+            raise ConfigurationError(f"store_timeout={timeout!r} must be a number of seconds > 0, or None")
+        if not isinstance(threshold, int) or threshold < 0:
+            raise ConfigurationError(f"breaker_threshold={threshold!r} must be an int >= 0 (0 turns it off)")
+        if not cooldown > 0:
+            raise ConfigurationError(f"breaker_cooldown={cooldown!r} must be a number of seconds > 0")
+        self.backend_name = backend_name
+        self.timeout = timeout
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._open_until = 0.0
+        self._probing = False
+
+    @property
+    def is_open(self) -> bool:
+        """Whether calls are being refused right now."""
+        return bool(self.threshold) and self._failures >= self.threshold
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds a client should wait before trying again."""
+        return max(1, math.ceil(self.cooldown))
+
+    async def run(self, operation: str, func: Callable[..., Awaitable[T]], /, *args: Any) -> T:
+        """Await ``func(*args)`` under the timeout and the breaker.
+
+        Raises:
+            BackendError: the store failed, timed out, or the breaker is open.
+        """
+        probe = self._admit(operation)
+        try:
+            with anyio.fail_after(self.timeout):
+                result = await func(*args)
+        except TimeoutError:
+            self._failed()
+            raise backend_error(self.backend_name, f"{operation} within {self.timeout} s") from None
+        except BackendError:
+            self._failed()
+            raise
+        finally:
+            if probe:
+                self._probing = False
+        self._failures = 0
+        return result
+
+    def _admit(self, operation: str) -> bool:
+        """Return whether the call is a probe; raise if the breaker refuses it."""
+        if not self.is_open:
+            return False
+        if self._probing or self._clock() < self._open_until:
+            raise backend_error(
+                self.backend_name, f"{operation}: not tried, the store failed {self._failures} times in a row"
+            )
+        self._probing = True
+        return True
+
+    def _failed(self) -> None:
+        self._failures += 1
+        if self.is_open:
+            self._open_until = self._clock() + self.cooldown
+
+
+def service_unavailable(retry_after: int) -> Response:
+    """The default answer to a request whose session store failed: 503, short and plain."""
+    return PlainTextResponse(
+        "Service Unavailable: the session store is not responding. Please try again shortly.\n",
+        status_code=503,
+        headers={"Retry-After": str(retry_after), "Cache-Control": "no-store"},
+    )
