@@ -126,11 +126,14 @@ def test_cookie_name_and_session_cookie_together_are_refused() -> None:
         SessionMiddleware(Starlette(), SECRET, "a", cookie_name="b")
 
 
-def test_043_positional_same_site_fails_loudly() -> None:
+def test_043_positional_same_site_is_understood_or_refused() -> None:
     # 0.4.3's fifth positional argument was same_site; here it is path (as in Starlette).
-    # "lax" is no path, so such a call fails at start-up instead of sending a broken cookie.
-    with pytest.raises(ConfigurationError, match="path"):
-        SessionMiddleware(Starlette(), SECRET, "cookie22", 3600, "lax")
+    # "strict" is no path, so alone it is read as same_site; with 0.4.3's https_only after it
+    # (which would land in same_site), the call fails at start-up instead of sending a wrong cookie.
+    middleware = SessionMiddleware(Starlette(), SECRET, "cookie22", 3600, "strict")
+    assert (middleware.cookie.path, middleware.cookie.same_site) == ("/", "strict")
+    with pytest.raises(ConfigurationError, match="same_site='strict'"):
+        SessionMiddleware(Starlette(), SECRET, "cookie22", 3600, "strict", True)  # type: ignore[arg-type]
 
 
 async def test_backend_type_cookie_keeps_the_data_in_the_cookie() -> None:
