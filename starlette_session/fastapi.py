@@ -87,8 +87,8 @@ async def regenerated_session(session: Annotated[Session, Depends(session_depend
     return session
 
 
-#: An endpoint parameter typed ``SessionDep`` receives the request's `Session`.
 SessionDep = Annotated[Session, Depends(session_dependency)]
+"""An endpoint (or dependency) parameter typed `SessionDep` receives the request's `Session`."""
 
-#: An endpoint parameter typed ``RegeneratedSessionDep`` receives the session moved to a new id.
 RegeneratedSessionDep = Annotated[Session, Depends(regenerated_session)]
+"""A parameter typed `RegeneratedSessionDep` receives the session, moved to a new id: use it at login."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi.testclient import TestClient
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessionMiddleware
 
@@ -200,3 +200,38 @@ def test_importing_the_package_does_not_import_fastapi() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def check_password(password: str) -> str:
+    """A credentials check that refuses with 401 (module level: annotations resolve from globals)."""
+    if password != "right":
+        raise HTTPException(status_code=401)
+    return "alice"
+
+
+def test_a_refusing_dependency_listed_first_stops_the_regeneration() -> None:
+    # The FastAPI quickstart relies on this: credentials checked by an earlier parameter.
+    backend = MemoryBackend()
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, secret_key=SECRET, backend=backend)
+
+    @app.post("/login")
+    def login(
+        user: Annotated[str, Depends(check_password)], session: RegeneratedSessionDep
+    ) -> dict[str, Any]:
+        session["user"] = user
+        return dict(session)
+
+    @app.get("/count")
+    def count(session: SessionDep) -> dict[str, Any]:
+        session["count"] = session.get("count", 0) + 1
+        return dict(session)
+
+    with TestClient(app) as client:
+        client.get("/count")
+        anonymous = session_id(client)
+        assert client.post("/login?password=wrong").status_code == 401
+        assert session_id(client) == anonymous
+        assert client.get("/count").json() == {"count": 2}
+        assert client.post("/login?password=right").json() == {"count": 2, "user": "alice"}
+        assert session_id(client) != anonymous
