@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, format check, mypy --strict, then pytest against real servers
+# The whole test suite: lint, format check, mypy --strict, the docs' strict build (mkdocs, with
+# the API reference), then pytest against real servers and a headless Chromium
 # (Redis, a Redis Cluster, memcached, PostgreSQL; started on 127.0.0.1 by the tests themselves)
 # on the newest Starlette 1.x, then on Starlette 0.52 and on 0.40 (the oldest supported). In each
 # venv, Starlette's own tests/middleware/test_session.py also runs against our middleware
@@ -10,12 +11,14 @@ source scripts/_venv.sh
 
 bash scripts/install-servers.sh
 
-ensure_venv .venv "-e .[all,dev]"
+ensure_venv .venv "-e .[all,dev,docs]"
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== mkdocs build --strict (API reference from the docstrings; any warning fails)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir site
 echo "== pytest (Starlette $(.venv/bin/python -c 'import starlette; print(starlette.__version__)'))"
 .venv/bin/python -m pytest "$@"
 .venv/bin/python scripts/starlette_tests.py
