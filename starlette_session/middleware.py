@@ -73,7 +73,11 @@ class SessionMiddleware:
         session_cookie: the cookie's name (0.4.3: ``cookie_name``).
         max_age: the cookie's Max-Age and the store TTL in seconds; ``None`` for a cookie that
             ends with the browser session (the store then keeps it for ``fallback_ttl``).
-        path, same_site, https_only, domain, partitioned: the cookie's attributes.
+        path: the cookie's Path.
+        same_site: the cookie's SameSite: "lax", "strict" or "none".
+        https_only: send the cookie with Secure (only over HTTPS).
+        domain: the cookie's Domain; ``None`` for the host that set it.
+        partitioned: send the cookie with Partitioned (CHIPS; needs SameSite=None and Secure).
         cookie_name: 0.4.3's name for ``session_cookie``.
         backend_type: a ``BackendType`` (or its value) to build from ``backend_client``.
         backend_client: the store's client (a ``redis.Redis``, an ``Engine``, a directory...).
