@@ -1,14 +1,15 @@
-"""FastAPI: the session as a dependency, login with ``regenerate_session()``."""
+"""FastAPI: the session as a dependency (``SessionDep``), login on a new id (``RegeneratedSessionDep``)."""
 
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
-from starlette_session import Session, SessionMiddleware, get_session, regenerate_session
+from starlette_session import SessionMiddleware
 from starlette_session.backends import BackendType
+from starlette_session.fastapi import RegeneratedSessionDep, SessionDep
 
 app = FastAPI()
 app.add_middleware(
@@ -16,8 +17,6 @@ app.add_middleware(
     secret_key=os.environ.get("SECRET_KEY", "example-only-change-me"),
     backend_type=BackendType.memory,
 )
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 
 @app.get("/")
@@ -28,8 +27,8 @@ async def index(session: SessionDep) -> dict[str, Any]:
 
 
 @app.post("/login/{user}")
-async def login(user: str, session: SessionDep) -> dict[str, Any]:
-    regenerate_session()
+async def login(user: str, session: RegeneratedSessionDep) -> dict[str, Any]:
+    # The session is already moved to a new id (against session fixation); its data is kept.
     session["user"] = user
     return {"user": user}
 
