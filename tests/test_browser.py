@@ -333,3 +333,77 @@ def test_server_side_login_gets_a_new_id_that_the_browser_keeps(chrome: webdrive
     assert visit(chrome, f"{site}/server/logout")["session"] == {}
     assert cookies_named(chrome, "server_session") == {}
     assert visit(chrome, f"{site}/server/whoami")["session"] == {}
+
+
+@pytest.fixture
+def demo_port(tmp_path: Path) -> Iterator[int]:
+    """Serve examples/demo.py with uvicorn, its data (secret, session files) under ``tmp_path``."""
+    log_path = tmp_path / "uvicorn.log"
+    env = {key: value for key, value in os.environ.items() if key not in ("SECRET_KEY", "SESSION_DIR")}
+    env["DEMO_DATA_DIR"] = str(tmp_path / "demo-data")
+    for _ in range(START_TRIES):
+        chosen = _free_port()
+        argv = [sys.executable, "-m", "uvicorn", "examples.demo:app", "--host", HOST]
+        argv += ["--port", str(chosen), "--no-access-log"]
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            if _wait_ready(proc, f"http://{HOST}:{chosen}"):
+                break
+        except BaseException:
+            _stop(proc)
+            raise
+        _stop(proc)
+    else:
+        raise AssertionError(f"uvicorn kept exiting on start-up:\n{log_path.read_text(errors='replace')}")
+    try:
+        yield chosen
+    finally:
+        _stop(proc)
+
+
+def panel(driver: webdriver.Chrome, report_id: str, field: str) -> str:
+    """The text of one field (``set-cookie``, ``session-id``...) of a report in the demo's panel."""
+    element: WebElement = WebDriverWait(driver, WAIT).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, f"#{report_id} .{field}"))
+    )
+    return element.text
+
+
+def test_demo_panel_shows_the_set_cookie_of_a_change_and_none_on_a_reload(
+    chrome: webdriver.Chrome, demo_port: int
+) -> None:
+    no_change = "none: the session did not change"
+    chrome.get(f"{origin(demo_port)}/cart")
+    assert panel(chrome, "report-current", "set-cookie") == no_change
+    assert cookies_named(chrome, "session") == {}
+
+    chrome.find_element(By.ID, "item").send_keys("apple")
+    old_page = chrome.find_element(By.TAG_NAME, "html")
+    chrome.find_element(By.ID, "add").click()  # POST /cart, then 303 to GET /cart
+    WebDriverWait(chrome, WAIT).until(expected_conditions.staleness_of(old_page))
+    sent = panel(chrome, "report-previous", "set-cookie")
+    assert sent.startswith("session="), sent
+    assert "httponly" in sent
+    assert panel(chrome, "report-previous", "session-id").startswith("new: ")
+    assert "file.create(" in panel(chrome, "report-previous", "store-calls")
+    assert panel(chrome, "report-current", "set-cookie") == no_change
+    cookie = cookies_named(chrome, "session")["session"]["value"]
+    assert cookie[:6] + "…" in sent
+    assert cookie not in chrome.page_source, "the page must not show the session cookie's value"
+    assert "<li>apple</li>" in chrome.page_source
+
+    chrome.refresh()  # a plain reload: the session is read, not changed
+    assert panel(chrome, "report-current", "set-cookie") == no_change
+    assert chrome.find_elements(By.ID, "report-previous") == []
+    assert panel(chrome, "report-current", "store-calls").startswith("file.read(")
+    assert "<li>apple</li>" in chrome.page_source
+    assert cookies_named(chrome, "session")["session"]["value"] == cookie
