@@ -1,88 +1,189 @@
-"""``python -m starlette_session``: delete-expired, get and delete on file and SQLite stores.
+"""``python -m starlette_session``: every command on every store, on real servers.
 
-Sessions are created through the backend API with a clock set in the past, so some are
-already expired when the command (which uses the real clock) runs; no sleeping.
+Sessions are written through the backends' dict API (``set``), as the CLI reads them (``get``,
+``delete``), so the tests hold whatever key form the backends use. Expired sessions are written
+with a clock set in the past, so some are already expired when the command (which uses the real
+clock) runs; no sleeping.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
+import itsdangerous
 import pytest
+import redis
+import sqlalchemy
 
 from starlette_session.__main__ import main
 from starlette_session.backends.file import FileBackend
+from starlette_session.backends.memcache import MemcacheBackend
+from starlette_session.backends.redis import RedisBackend
 from starlette_session.backends.sqlalchemy import SQLAlchemyBackend
 from starlette_session.ids import new_session_id
 from starlette_session.interfaces import SessionBackend
+from tests.helpers import SECRET, sign_json
 
 REPO = Path(__file__).resolve().parent.parent
 HOUR = 60 * 60
+STORES = ["file", "sqlite", "postgres", "redis", "memcache"]
 
 
 def _past() -> float:
     return time.time() - 10 * HOUR
 
 
-async def _fill(expired: SessionBackend, live: SessionBackend) -> tuple[list[str], list[str]]:
-    """Write 3 sessions through ``expired`` (long expired) and 2 through ``live`` (an hour left)."""
-    dead_ids = [new_session_id() for _ in range(3)]
-    live_ids = [new_session_id() for _ in range(2)]
-    for number, session_id in enumerate(dead_ids):
-        await expired.set(session_id, {"n": number}, HOUR)
-    for number, session_id in enumerate(live_ids):
-        await live.set(session_id, {"n": number, "user": "zoë"}, HOUR)
-    await expired.aclose()
-    await live.aclose()
-    return dead_ids, live_ids
+@dataclass
+class Filled:
+    """A store holding 2 live sessions (and, where the store keeps them, 3 expired ones)."""
+
+    kind: str
+    location: str
+    #: Options every command on this store needs (``--table`` for the test's own table).
+    options: list[str]
+    live: list[str] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)
+    #: How many records the store holds, or ``None`` when it cannot tell (memcached).
+    count: Callable[[], int | None] = lambda: None
+
+    def run(self, command: str, *arguments: str) -> int:
+        return main([command, self.location, *arguments, *self.options])
 
 
-def fill_directory(directory: Path) -> tuple[list[str], list[str]]:
-    return anyio.run(_fill, FileBackend(directory, clock=_past), FileBackend(directory))
+async def _fill(live: SessionBackend, expired: SessionBackend | None, filled: Filled) -> Filled:
+    try:
+        if expired is not None:
+            filled.dead = [new_session_id() for _ in range(3)]
+            for number, session_id in enumerate(filled.dead):
+                await expired.set(session_id, {"n": number}, HOUR)
+        filled.live = [new_session_id() for _ in range(2)]
+        for number, session_id in enumerate(filled.live):
+            await live.set(session_id, {"n": number, "user": "zoë"}, HOUR)
+    finally:
+        await live.aclose()
+        if expired is not None:
+            await expired.aclose()
+    return filled
 
 
-def fill_database(url: str, table: str | None = None) -> tuple[list[str], list[str]]:
+def fill_directory(directory: Path) -> Filled:
+    filled = Filled("file", str(directory), [])
+    filled.count = lambda: sum(1 for path in directory.iterdir() if path.name.startswith("session-"))
+    return anyio.run(_fill, FileBackend(directory), FileBackend(directory, clock=_past), filled)
+
+
+def fill_database(url: str, table: str | None = None) -> Filled:
+    filled = Filled("sql", url, [] if table is None else ["--table", table])
+
+    def count() -> int:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.connect() as connection:
+                name = table or "starlette_sessions"
+                return int(connection.execute(sqlalchemy.text(f"SELECT count(*) FROM {name}")).scalar_one())
+        finally:
+            engine.dispose()
+
+    filled.count = count
     return anyio.run(
         _fill,
-        SQLAlchemyBackend.from_url(url, table_name=table, clock=_past),
         SQLAlchemyBackend.from_url(url, table_name=table),
+        SQLAlchemyBackend.from_url(url, table_name=table, clock=_past),
+        filled,
     )
 
 
-def stored(location: str, session_id: str, table: str | None = None) -> dict[str, Any] | None:
-    async def read() -> dict[str, Any] | None:
-        backend: SessionBackend
-        if "://" in location:
-            backend = SQLAlchemyBackend.from_url(location, table_name=table)
-        else:
-            backend = FileBackend(location, create=False)
-        try:
-            # Through read(): get() would hide the difference between expired and missing.
-            data = await backend.read(session_id)
-        finally:
-            await backend.aclose()
-        return None if data is None else json.loads(data)
-
-    return anyio.run(read)
+def redis_db(redis_url: str) -> str:
+    """The URL of a Redis database of these tests' own."""
+    return redis_url.rsplit("/", 1)[0] + "/12"
 
 
-@pytest.fixture(params=["file", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, list[str], list[str]]:
-    """A store location holding 3 expired and 2 live sessions, and their ids."""
-    if request.param == "file":
-        directory = tmp_path / "sessions"
-        return (str(directory), *fill_directory(directory))
-    url = f"sqlite:///{tmp_path / 'sessions.db'}"
-    return (url, *fill_database(url))
+@pytest.fixture
+def redis_location(redis_url: str) -> Iterator[str]:
+    url = redis_db(redis_url)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
 
 
-def test_help_lists_the_commands() -> None:
+def memcache_location(addresses: list[tuple[str, int]]) -> str:
+    return "memcache://" + ",".join(f"{host}:{port}" for host, port in addresses)
+
+
+def fill_redis(url: str, key_prefix: str = "starlette_session:") -> Filled:
+    client = redis.Redis.from_url(url)
+    filled = Filled("redis", url, [] if key_prefix == "starlette_session:" else ["--key-prefix", key_prefix])
+    filled.count = lambda: int(client.dbsize())
+    return anyio.run(_fill, RedisBackend(client, key_prefix=key_prefix), None, filled)
+
+
+def fill_memcache(addresses: list[tuple[str, int]], key_prefix: str = "starlette_session:") -> Filled:
+    servers = [f"{host}:{port}" for host, port in addresses]
+    options = [] if key_prefix == "starlette_session:" else ["--key-prefix", key_prefix]
+    filled = Filled("memcache", memcache_location(addresses), options)
+    return anyio.run(_fill, MemcacheBackend.from_servers(servers, key_prefix=key_prefix), None, filled)
+
+
+@pytest.fixture
+def postgres_url(postgres_dsn: str) -> str:
+    return postgres_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture
+def postgres_table(postgres_url: str) -> Iterator[str]:
+    """A table name of the test's own, dropped afterwards."""
+    name = f"cli_{uuid.uuid4().hex[:12]}"
+    yield name
+    engine = sqlalchemy.create_engine(postgres_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {name}"))
+    finally:
+        engine.dispose()
+
+
+def _filled(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Filled:
+    if kind == "file":
+        return fill_directory(tmp_path / "sessions")
+    if kind == "sqlite":
+        return fill_database(f"sqlite:///{tmp_path / 'sessions.db'}")
+    if kind == "postgres":
+        return fill_database(
+            request.getfixturevalue("postgres_url"), request.getfixturevalue("postgres_table")
+        )
+    if kind == "redis":
+        return fill_redis(request.getfixturevalue("redis_location"))
+    return fill_memcache(request.getfixturevalue("memcached_addresses"))
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Filled:
+    """Each kind of store the command line opens, filled with sessions."""
+    return _filled(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["file", "sqlite", "postgres"])
+def kept_store(request: pytest.FixtureRequest, tmp_path: Path) -> Filled:
+    """The stores that keep expired records until ``delete-expired`` removes them."""
+    return _filled(request.param, request, tmp_path)
+
+
+# -- the commands on every store ---------------------------------------------------------------
+
+
+def test_help_lists_the_commands_and_exit_codes() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "starlette_session", "--help"],
         cwd=REPO,
@@ -92,67 +193,58 @@ def test_help_lists_the_commands() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    for command in ("delete-expired", "get", "delete"):
+    for command in ("delete-expired", "get", "delete", "decode-cookie", "migrate-043"):
         assert command in done.stdout
+    assert "Exit status" in done.stdout
 
 
-def test_delete_expired(store: tuple[str, list[str], list[str]], capsys: pytest.CaptureFixture[str]) -> None:
-    location, _, live_ids = store
-    assert main(["delete-expired", location]) == 0
-    assert capsys.readouterr().out.strip() == "deleted 3 expired session(s)"
-    for session_id in live_ids:
-        assert stored(location, session_id) is not None
-    # Nothing is left to delete.
-    assert main(["delete-expired", location]) == 0
-    assert capsys.readouterr().out.strip() == "deleted 0 expired session(s)"
-
-
-def test_delete_expired_leaves_files_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    directory = tmp_path / "sessions"
-    _, live_ids = fill_directory(directory)
-    (directory / "notes.txt").write_text("not a session")
-    assert main(["delete-expired", str(directory)]) == 0
-    assert "deleted 3" in capsys.readouterr().out
-    names = sorted(path.name for path in directory.iterdir() if path.name != ".session-lock")
-    assert names == sorted(["notes.txt", *(f"session-{session_id}" for session_id in live_ids)])
-
-
-def test_delete_expired_with_table_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"sqlite:///{tmp_path / 'sessions.db'}"
-    _, live_ids = fill_database(url, table="my_sessions")
-    assert main(["--table", "my_sessions", "delete-expired", url]) == 0
-    assert capsys.readouterr().out.strip() == "deleted 3 expired session(s)"
-    assert stored(url, live_ids[0], table="my_sessions") is not None
-
-
-def test_get_prints_the_session(
-    store: tuple[str, list[str], list[str]], capsys: pytest.CaptureFixture[str]
-) -> None:
-    location, dead_ids, live_ids = store
-    assert main(["get", location, live_ids[1]]) == 0
+def test_get_prints_the_session(store: Filled, capsys: pytest.CaptureFixture[str]) -> None:
+    assert store.run("get", store.live[1]) == 0
     out = capsys.readouterr().out
     assert json.loads(out) == {"n": 1, "user": "zoë"}
     assert "zoë" in out  # printed as text, not \u escapes
 
     # Expired and unknown sessions are "no such session", exit 1.
-    for session_id in (dead_ids[0], new_session_id()):
-        assert main(["get", location, session_id]) == 1
+    for session_id in [*store.dead[:1], new_session_id()]:
+        assert store.run("get", session_id) == 1
         captured = capsys.readouterr()
         assert captured.out == ""
         assert "no such session" in captured.err
 
 
-def test_delete_removes_one_session(
-    store: tuple[str, list[str], list[str]], capsys: pytest.CaptureFixture[str]
-) -> None:
-    location, _, live_ids = store
-    assert main(["delete", location, live_ids[0]]) == 0
+def test_delete_removes_one_session(store: Filled, capsys: pytest.CaptureFixture[str]) -> None:
+    before = store.count()
+    assert store.run("delete", store.live[0]) == 0
     assert capsys.readouterr().out.strip() == "deleted"
-    assert stored(location, live_ids[0]) is None
-    assert stored(location, live_ids[1]) is not None
-    # Deleting a missing session is not an error.
-    assert main(["delete", location, live_ids[0]]) == 0
-    assert main(["get", location, live_ids[0]]) == 1
+    assert store.run("get", store.live[0]) == 1
+    assert store.run("get", store.live[1]) == 0
+    if before is not None:
+        assert store.count() == before - 1
+    capsys.readouterr()
+    # Deleting a session that is not there says so.
+    assert store.run("delete", store.live[0]) == 1
+    captured = capsys.readouterr()
+    assert "no such session" in captured.err
+    assert captured.out == ""
+
+
+def test_delete_expired(store: Filled, capsys: pytest.CaptureFixture[str]) -> None:
+    before = store.count()
+    assert store.run("delete-expired") == 0
+    captured = capsys.readouterr()
+    if store.kind in ("redis", "memcache"):
+        assert captured.out.strip() == "deleted 0 expired session(s)"
+        assert "expires sessions by itself" in captured.err
+        assert store.count() == before
+    else:
+        assert captured.out.strip() == "deleted 3 expired session(s)"
+        assert store.count() == 2
+    for session_id in store.live:
+        assert store.run("get", session_id) == 0
+    capsys.readouterr()
+    # Nothing is left to delete.
+    assert store.run("delete-expired") == 0
+    assert capsys.readouterr().out.strip() == "deleted 0 expired session(s)"
 
 
 @pytest.mark.parametrize("command", ["get", "delete"])
@@ -167,25 +259,106 @@ def test_invalid_id_exits_2(
     assert list(directory.iterdir()) == []
 
 
-@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://127.0.0.1:6380/1"])
-def test_redis_expires_by_itself(url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["delete-expired", url]) == 2
-    err = capsys.readouterr().err
-    assert "expires sessions by itself" in err
-    assert err.startswith("error: redis")
+def test_delete_expired_leaves_other_files_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "sessions"
+    filled = fill_directory(directory)
+    (directory / "notes.txt").write_text("not a session")
+    assert main(["delete-expired", str(directory)]) == 0
+    assert "deleted 3" in capsys.readouterr().out
+    assert (directory / "notes.txt").read_text() == "not a session"
+    assert filled.count() == 2
 
 
-def test_missing_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    missing = tmp_path / "nowhere"
-    assert main(["delete-expired", str(missing)]) == 2
-    assert "does not exist" in capsys.readouterr().err
-    assert not missing.exists()  # the command never creates a store
+# -- options before or after the command -------------------------------------------------------
 
 
-def test_missing_table_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
-    assert main(["delete-expired", url]) == 2
-    assert "error:" in capsys.readouterr().err
+@pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
+def test_table_option_before_or_after(
+    before: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    filled = fill_database(url, table="my_sessions")
+    table = ["--table", "my_sessions"]
+    assert main([*table, "delete-expired", url] if before else ["delete-expired", url, *table]) == 0
+    assert capsys.readouterr().out.strip() == "deleted 3 expired session(s)"
+    assert main([*table, "get", url, filled.live[0]] if before else ["get", *table, url, filled.live[0]]) == 0
+    assert json.loads(capsys.readouterr().out) == {"n": 0, "user": "zoë"}
+    # Without the option, the default table (which does not exist) is used.
+    assert main(["get", url, filled.live[0]]) == 2
+
+
+@pytest.mark.parametrize("kind", ["redis", "memcache"])
+@pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
+def test_key_prefix_before_or_after(
+    kind: str, before: bool, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if kind == "redis":
+        filled = fill_redis(request.getfixturevalue("redis_location"), key_prefix="app:")
+    else:
+        filled = fill_memcache(request.getfixturevalue("memcached_addresses"), key_prefix="app:")
+    session_id = filled.live[0]
+    prefix = ["--key-prefix", "app:"]
+    argv = (
+        [*prefix, "get", filled.location, session_id]
+        if before
+        else ["get", filled.location, session_id, *prefix]
+    )
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out) == {"n": 0, "user": "zoë"}
+    # The default prefix does not find it.
+    assert main(["get", filled.location, session_id]) == 1
+
+
+def test_an_id_starting_with_a_dash_is_not_taken_for_an_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "sessions"
+    directory.mkdir()
+    dashed = "-starts-with-a-dash-0123456789"
+    assert main(["get", str(directory), dashed]) == 1
+    assert "no such session" in capsys.readouterr().err
+    # Also with options after it.
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    fill_database(url, table="t")
+    assert main(["get", url, dashed, "--table", "t"]) == 1
+    assert "no such session" in capsys.readouterr().err
+
+    async def write() -> None:
+        backend = FileBackend(directory)
+        await backend.set(dashed, {"dash": True}, HOUR)
+
+    anyio.run(write)
+    assert main(["get", str(directory), dashed]) == 0
+    assert json.loads(capsys.readouterr().out) == {"dash": True}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--table", "t", "get", "{dir}", "{id}"], "--table applies to SQL databases only"),
+        (["get", "{redis}", "{id}", "--table", "t"], "--table applies to SQL databases only"),
+        (["--key-prefix", "p:", "get", "{dir}", "{id}"], "--key-prefix applies to Redis and memcached only"),
+        (["delete-expired", "{sqlite}", "--key-prefix", "p:"], "--key-prefix applies to Redis and memcached"),
+        (["get", "{dir}", "{id}", "--cluster"], "--cluster applies to Redis URLs only"),
+        (["--table", "t", "decode-cookie", "x.y.z"], "--table does not apply to decode-cookie"),
+    ],
+)
+def test_an_option_for_another_store_is_a_usage_error(
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    redis_location: str,
+    secret: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    directory = tmp_path / "sessions"
+    directory.mkdir()
+    sqlite = tmp_path / "sessions.db"
+    fill_database(f"sqlite:///{sqlite}")
+    values = {"{dir}": str(directory), "{id}": new_session_id(), "{redis}": redis_location}
+    values["{sqlite}"] = f"sqlite:///{sqlite}"
+    assert main([values.get(argument, argument) for argument in argv]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -195,10 +368,230 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_an_id_starting_with_a_dash_is_not_taken_for_an_option(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+# -- nothing is created by a wrong location ----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["get", "delete", "delete-expired"])
+def test_missing_directory_exits_2(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    argv = [command, str(missing)] + ([] if command == "delete-expired" else [new_session_id()])
+    assert main(argv) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not missing.exists()  # the command never creates a store
+
+
+@pytest.mark.parametrize("command", ["get", "delete", "delete-expired"])
+@pytest.mark.parametrize("where", ["file", "directory"])
+def test_missing_sqlite_file_exits_2(
+    command: str, where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = tmp_path / "sessions"
-    store.mkdir()
-    assert main(["get", str(store), "-starts-with-a-dash-0123456789"]) == 1
-    assert "no such session" in capsys.readouterr().err
+    path = tmp_path / "absent.db" if where == "file" else tmp_path / "nowhere" / "absent.db"
+    for url in (f"sqlite:///{path}", f"sqlite+aiosqlite:///{path}"):
+        argv = [command, url] + ([] if command == "delete-expired" else [new_session_id()])
+        assert main(argv) == 2
+        assert "does not exist" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_missing_table_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "empty.db"
+    sqlalchemy.create_engine(f"sqlite:///{path}").connect().close()  # an empty database file
+    assert main(["delete-expired", f"sqlite:///{path}"]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert main(["get", f"sqlite:///{path}", new_session_id()]) == 2
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+    try:
+        assert sqlalchemy.inspect(engine).get_table_names() == []  # no table was created
+    finally:
+        engine.dispose()
+
+
+def test_missing_postgres_table_exits_2(
+    postgres_url: str, postgres_table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["get", postgres_url, new_session_id(), "--table", postgres_table]) == 2
+    assert "error:" in capsys.readouterr().err
+    engine = sqlalchemy.create_engine(postgres_url)
+    try:
+        assert postgres_table not in sqlalchemy.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("postgresql+nosuchdriver://u@127.0.0.1:1/db", "not a usable SQLAlchemy database URL"),
+        ("mysql+mysqldb://u@127.0.0.1:1/db", "driver is not installed"),
+        ("memcache://127.0.0.1:notaport", "not a memcached location"),
+        ("memcache://", "not a memcached location"),
+    ],
+)
+def test_a_bad_url_exits_2(location: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert importlib.util.find_spec("MySQLdb") is None  # the test needs a driver that is not installed
+    assert main(["get", location, new_session_id()]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("location", ["redis://127.0.0.1:1/0", "memcache://127.0.0.1:1"])
+def test_an_unreachable_server_exits_2_without_naming_the_id(
+    location: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session_id = new_session_id()
+    assert main(["get", location, session_id]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: session store")
+    assert session_id not in err
+
+
+# -- Redis Cluster -----------------------------------------------------------------------------
+
+
+def test_a_redis_cluster(
+    redis_cluster_nodes: list[tuple[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    startup = [redis.cluster.ClusterNode(host, port) for host, port in redis_cluster_nodes]  # type: ignore[no-untyped-call]
+    client = redis.cluster.RedisCluster(startup_nodes=startup)
+    try:
+        session_ids = [new_session_id() for _ in range(5)]  # spread over the nodes
+
+        async def write() -> None:
+            backend = RedisBackend(client)
+            for session_id in session_ids:
+                await backend.set(session_id, {"id": session_id[:4]}, HOUR)
+
+        anyio.run(write)
+        host, port = redis_cluster_nodes[0]
+        url = f"redis://{host}:{port}/0"
+        for session_id in session_ids:
+            assert main(["--cluster", "get", url, session_id]) == 0
+            assert json.loads(capsys.readouterr().out) == {"id": session_id[:4]}
+        assert main(["delete", url, session_ids[0], "--cluster"]) == 0
+        assert main(["get", url, session_ids[0], "--cluster"]) == 1
+        assert main(["delete-expired", "--cluster", url]) == 0
+        assert capsys.readouterr().out.strip().endswith("deleted 0 expired session(s)")
+    finally:
+        client.close()
+
+
+# -- progress on a terminal only ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tty", [True, False], ids=["terminal", "piped"])
+def test_delete_expired_progress(
+    tty: bool, kept_store: Filled, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    assert kept_store.run("delete-expired") == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "deleted 3 expired session(s)"
+    if tty:
+        assert "\rdeleting expired sessions... " in captured.err
+        assert captured.err.endswith("\r")  # the line is cleared at the end
+    else:
+        assert captured.err == ""
+
+
+# -- decode-cookie -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("STARLETTE_SESSION_SECRET", SECRET)
+    return SECRET
+
+
+def test_decode_cookie_prints_the_session_id(secret: str, capsys: pytest.CaptureFixture[str]) -> None:
+    session_id = new_session_id()
+    assert main(["decode-cookie", sign_json({"_cssid": session_id}, secret)]) == 0
+    assert capsys.readouterr().out == session_id + "\n"
+    # A 0.4.3 id too.
+    old = str(uuid.uuid4())
+    assert main(["decode-cookie", sign_json({"_cssid": old}, secret)]) == 0
+    assert capsys.readouterr().out == old + "\n"
+
+
+def test_decode_cookie_prints_a_cookie_session(secret: str, capsys: pytest.CaptureFixture[str]) -> None:
+    data = {"user": "zoë", "cart": [1, 2], "_cssid": "not alone"}
+    assert main(["decode-cookie", sign_json(data, secret)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out) == data
+    assert "zoë" in out
+
+
+def test_decode_cookie_joins_chunks(secret: str, capsys: pytest.CaptureFixture[str]) -> None:
+    value = sign_json({"big": "x" * 100}, secret)
+    assert main(["decode-cookie", value[:50], value[50:120], value[120:]]) == 0
+    assert json.loads(capsys.readouterr().out) == {"big": "x" * 100}
+    assert main(["decode-cookie", "chunks.3"]) == 2
+    assert "split cookie" in capsys.readouterr().err
+
+
+def test_decode_cookie_refuses_what_does_not_verify(secret: str, capsys: pytest.CaptureFixture[str]) -> None:
+    good = sign_json({"_cssid": new_session_id()}, secret)
+    tampered = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
+    for value in (sign_json({"_cssid": new_session_id()}, "another secret"), tampered, "garbage", "a.b.c"):
+        assert main(["decode-cookie", value]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert "does not verify" in captured.err
+
+
+def test_decode_cookie_checks_the_age(
+    secret: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        itsdangerous.TimestampSigner, "get_timestamp", lambda self: int(time.time()) - 20 * 86400
+    )
+    old = itsdangerous.TimestampSigner(secret).sign(b"eyJhIjogMX0=").decode()  # base64 of {"a": 1}
+    monkeypatch.undo()
+    monkeypatch.setenv("STARLETTE_SESSION_SECRET", secret)
+    assert main(["decode-cookie", old]) == 1  # older than the default 14 days
+    assert "older than 1209600 s" in capsys.readouterr().err
+    assert main(["decode-cookie", old, "--max-age", str(30 * 86400)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"a": 1}
+    assert main(["decode-cookie", "--max-age", "none", old]) == 0
+    assert main(["decode-cookie", old, "--max-age", "60"]) == 1
+
+
+def test_decode_cookie_reads_the_secret_from_the_environment_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    value = sign_json({"a": 1}, "from another variable")
+    monkeypatch.delenv("STARLETTE_SESSION_SECRET", raising=False)
+    assert main(["decode-cookie", value]) == 2
+    assert "set the environment variable STARLETTE_SESSION_SECRET" in capsys.readouterr().err
+    monkeypatch.setenv("APP_SECRET", "from another variable")
+    assert main(["decode-cookie", value, "--secret-env", "APP_SECRET"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"a": 1}
+    # There is no option that takes the secret itself, not even by abbreviation.
+    with pytest.raises(SystemExit) as exc_info:
+        main(["decode-cookie", value, "--secret", "from another variable"])
+    assert exc_info.value.code == 2
+    capsys.readouterr()
+    # A secret typed where the variable's name belongs is refused without being echoed.
+    assert main(["decode-cookie", value, "--secret-env", "s3cret value!"]) == 2
+    err = capsys.readouterr().err
+    assert "takes the name of an environment variable" in err
+    assert "s3cret" not in err
+
+
+def test_decode_cookie_as_a_program(tmp_path: Path) -> None:
+    session_id = new_session_id()
+    env = {**os.environ, "STARLETTE_SESSION_SECRET": SECRET}
+    command = [sys.executable, "-m", "starlette_session", "decode-cookie"]
+    done = subprocess.run(
+        [*command, sign_json({"_cssid": session_id})],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, session_id + "\n", "")
+    done = subprocess.run(
+        [*command, "not.a.cookie"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "does not verify" in done.stderr
