@@ -506,3 +506,26 @@ def test_the_command_refuses_an_empty_prefix(redis_url: str, capsys: pytest.Capt
 def test_the_command_needs_redis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate-043", str(tmp_path)]) == 2
     assert "Redis URL" in capsys.readouterr().err
+
+
+def test_a_redis_cluster(
+    redis_cluster_nodes: list[tuple[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    startup = [redis.cluster.ClusterNode(host, port) for host, port in redis_cluster_nodes]  # type: ignore[no-untyped-call]
+    cluster = redis.cluster.RedisCluster(startup_nodes=startup)
+    records = {str(uuid.uuid4()): {"n": number} for number in range(6)}  # spread over the nodes
+    try:
+        for session_id, record in records.items():
+            cluster.set(session_id, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL), 3600)
+        assert migrate_043_redis(cluster, batch=2) == Counts(converted=6)
+        for session_id, record in records.items():
+            assert cluster.get(session_id) is None
+            assert json.loads(cluster.get(new_key_for(PREFIX, session_id)) or b"") == record
+            assert 3_500_000 < cluster.pttl(new_key_for(PREFIX, session_id)) <= 3_600_000
+        host, port = redis_cluster_nodes[0]
+        assert main(["migrate-043", f"redis://{host}:{port}/0", "--cluster"]) == 0
+        assert "converted: 0" in capsys.readouterr().out
+    finally:
+        for session_id in records:
+            cluster.delete(new_key_for(PREFIX, session_id))
+        cluster.close()
