@@ -23,8 +23,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from starlette.requests import cookie_parser
-
 from starlette_session.exceptions import ConfigurationError, SessionTooLargeError
 
 SameSite = Literal["lax", "strict", "none"]
@@ -130,17 +128,41 @@ class CookieSettings:
         return len("Set-Cookie: ") + len(self.set_header("", name)) + value_length
 
 
-def parse_cookies(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Parse the request's Cookie header(s) with Starlette's parser.
+def parse_cookies(headers: Iterable[tuple[bytes, bytes]], name: str) -> dict[str, str]:
+    """Return the session's cookies in the request: ``name`` and its chunks ``<name>.<n>``.
 
-    Unlike Starlette, which reads the first Cookie header only, every Cookie header is read
-    (HTTP/2 clients may split them); a later cookie of the same name wins.
+    Nothing is unquoted and no other cookie is looked at beyond its name, so a hostile
+    Cookie header costs time linear in its length (``http.cookies``' unquoting is quadratic
+    before CPython 3.11.10 / 3.12.6, CVE-2024-7592). A value holding ``"`` or ``\\`` is never
+    one of ours (signed and encrypted values are base64url and dots) and is ignored. Every
+    Cookie header is read (HTTP/2 clients may split them); a later cookie of the same name wins.
     """
     cookies: dict[str, str] = {}
+    chunk_prefix = name + "."
     for key, raw in headers:
-        if key == b"cookie":
-            cookies.update(cookie_parser(raw.decode("latin-1")))
+        if key != b"cookie":
+            continue
+        text = raw.decode("latin-1")
+        if name not in text:  # the common case of a request without our cookie: one scan
+            continue
+        for pair in text.split(";"):
+            cookie_name, sep, value = pair.partition("=")
+            if not sep:
+                continue
+            cookie_name = cookie_name.strip()
+            if cookie_name != name and not (
+                cookie_name.startswith(chunk_prefix) and _is_chunk_index(cookie_name[len(chunk_prefix) :])
+            ):
+                continue
+            value = value.strip()
+            if '"' in value or "\\" in value:
+                continue
+            cookies[cookie_name] = value
     return cookies
+
+
+def _is_chunk_index(text: str) -> bool:
+    return 0 < len(text) <= 3 and text.isascii() and text.isdigit()
 
 
 def chunk_name(name: str, index: int) -> str:
@@ -220,9 +242,10 @@ class CookieJar:
         if value is None or not value.startswith(CHUNK_MARKER):
             return value
         count = value[len(CHUNK_MARKER) :]
-        if not self.split or not count.isascii() or not count.isdigit() or count.startswith("0"):
+        # Bounded before int(): a count of thousands of digits is refused, not parsed.
+        if not self.split or not 0 < len(count) <= 3 or not count.isascii() or not count.isdigit():
             return None
-        if int(count) > self.max_chunks:
+        if count.startswith("0") or int(count) > self.max_chunks:
             return None
         parts: list[str] = []
         for index in range(1, int(count) + 1):

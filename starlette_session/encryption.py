@@ -31,6 +31,8 @@ EncryptionKey = str | bytes | Secret
 
 #: The token format's version: the first byte of every token.
 VERSION = 1
+#: Seconds of clock slack when a token's expiry is checked against the current ``max_age``.
+MAX_AGE_SLACK = 1
 _HEADER = struct.Struct(">BBQ")  # version, key id, expiry
 _NONCE_BYTES = 12  # 96 bits: the size AES-GCM is specified for
 _TAG_BYTES = 16
@@ -170,7 +172,11 @@ class EncryptedCodec:
         if version != VERSION:
             return None
         if expiry:
-            if self.clock() >= expiry:
+            now = self.clock()
+            if now >= expiry:
+                return None
+            # Issued under a longer max_age than today's: honour the current limit.
+            if self.max_age is not None and expiry > now + self.max_age + MAX_AGE_SLACK:
                 return None
         elif self.max_age is not None:
             return None  # made while max_age was None: never let it outlive the current limit

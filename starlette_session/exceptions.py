@@ -53,3 +53,7 @@ class SessionTooLargeError(StarletteSessionError):
         self.limit = limit
         message = f"session cookie would be {size} bytes, over the limit of {limit} bytes"
         super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class ResponseStartedError(StarletteSessionError, RuntimeError):
+    """``regenerate_session()`` was called after the response started: no new id can reach the client."""

@@ -108,6 +108,15 @@ class SessionMiddleware:
         breaker_threshold: consecutive store failures after which requests get the outage
             answer at once, without calling the store, for ``breaker_cooldown`` seconds (0: never).
         breaker_cooldown: seconds between probes of a failing store.
+        hash_ids: store each record under the SHA-256 of its session id, so the store holds no
+            id a cookie could carry. Default: on for the shipped backends, off for 0.4.3-style
+            ``ISessionBackend``s (which see the id as in 0.4.3). ``False`` keeps raw keys, for a
+            store shared with starlette-session 0.4.3 or 1.0 during a rollout.
+        raw_id_fallback: with ``hash_ids``, look a session up under its raw id when the hashed
+            key misses (records written before ids were hashed); its next save moves it.
+        legacy_043: read sessions that starlette-session 0.4.3 stored in Redis or memcached
+            (pickled, under the bare id) through an unpickler that refuses every global; each
+            moves to this package's JSON record on its next save.
 
     Raises:
         ConfigurationError: any invalid argument, with the way to fix it.
@@ -146,6 +155,9 @@ class SessionMiddleware:
         store_timeout: float | None = DEFAULT_STORE_TIMEOUT,
         breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
         breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
+        hash_ids: bool | None = None,
+        raw_id_fallback: bool = True,
+        legacy_043: bool = False,
     ) -> None:
         self.app = app
         if session_cookie is not None and cookie_name is not None:
@@ -196,6 +208,15 @@ class SessionMiddleware:
                 )
             keys = normalize_encryption_keys(encryption_key)
             cookie_codec = EncryptedCodec(keys, max_age, self.cookie.name)
+        if store is not None:
+            if hash_ids is not None:
+                store.hash_ids = hash_ids
+            store.raw_id_fallback = raw_id_fallback
+        if legacy_043 and (store is None or not has_capability(store, "read_043")):
+            raise ConfigurationError(
+                "legacy_043=True reads starlette-session 0.4.3's records, which only its Redis and "
+                "memcached backends wrote; use it with BackendType.redis, aioRedis, memcache or aioMemcache"
+            )
         self.guard = StoreGuard(
             "cookie" if store is None else store.name,
             timeout=store_timeout,
@@ -227,6 +248,7 @@ class SessionMiddleware:
                 fallback_ttl=fallback_ttl,
                 guard=self.guard,
                 merge=concurrency == "merge",
+                legacy_043=legacy_043,
             )
         )
 
@@ -241,7 +263,7 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        cookies = parse_cookies(scope["headers"])
+        cookies = parse_cookies(scope["headers"], self.cookie.name)
         fail_open = False
         try:
             loaded = await self.strategy.load(cookies) if cookies else None
@@ -261,13 +283,17 @@ class SessionMiddleware:
             nonlocal saved, replaced
             if replaced:
                 return
+            if message["type"] == start:
+                # From now on no cookie can reach the client: regenerate_session() refuses.
+                initial.response_started = True
             if message["type"] == start and not fail_open:
                 session = scope["session"]
                 saved = loaded or Loaded(initial)
                 if not isinstance(session, Session):  # the app replaced it with a plain dict
                     session = scope["session"] = Session(session)
                     session.mark_modified()
-                elif not session.accessed and not rolling:  # untouched: nothing to save or vary
+                session.response_started = True
+                if not session.accessed and not rolling:  # untouched: nothing to save or vary
                     await send(message)
                     return
                 try:

@@ -23,7 +23,10 @@ class JSONSerializer:
         return json.dumps(data).encode("utf-8")
 
     def loads(self, data: bytes) -> dict[str, Any]:
-        value = json.loads(data)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        try:
+            value = json.loads(data)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        except RecursionError:  # nested too deep for the parser: hostile, never ours
+            raise ValueError("session data is nested too deeply") from None
         if not isinstance(value, dict):
             raise ValueError(f"session data must be a JSON object, not {type(value).__name__}")
         return value

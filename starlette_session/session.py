@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from starlette_session.exceptions import StarletteSessionError
+from starlette_session.exceptions import ResponseStartedError, StarletteSessionError
 from starlette_session.serializers import JSON
 
 _current: ContextVar[Session] = ContextVar("starlette_session")
@@ -61,6 +61,8 @@ class Session(dict[str, Any]):
     exposed: bool = False
     #: Set by ``regenerate_session()``: move the data to a new id when the response starts.
     regenerate: bool = False
+    #: Set by the middleware once the response (or WebSocket) started: no new cookie can be sent.
+    response_started: bool = False
 
     def mark_accessed(self) -> None:
         self.accessed = True
@@ -201,8 +203,17 @@ def regenerate_session(*, clear: bool = False) -> Session:
     Raises:
         SessionNotAvailableError: (a ``LookupError``) called outside a request that went
             through ``SessionMiddleware``.
+        ResponseStartedError: the response (or WebSocket) already started: no new id can reach
+            the client.
     """
     session = _current_session("regenerate_session")
+    if session.response_started:
+        raise ResponseStartedError(
+            "regenerate_session() was called after the response (or the WebSocket) started: the new "
+            "session id could no longer reach the client, and the old one would stay valid. Call it "
+            "before returning the response (before a StreamingResponse's body runs, before "
+            "websocket.accept())"
+        )
     if clear:
         session.clear()
     session.regenerate = True

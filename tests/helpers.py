@@ -105,6 +105,10 @@ def unsign_json(value: str, secret: str = SECRET, max_age: int | None = None) ->
 class RecordingBackend(MemoryBackend):
     """A ``MemoryBackend`` that records every call, to prove what did and did not reach the store."""
 
+    #: Keys are the public ids, so tests can name records by the cookie's id; hashing at rest
+    #: is proven on every backend in tests/test_backend_contract.py.
+    hash_ids = False
+
     def __init__(self) -> None:
         super().__init__()
         self.reads: list[str] = []

@@ -7,6 +7,7 @@ what every backend must do the same way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from base64 import b64encode
@@ -19,6 +20,7 @@ import itsdangerous
 import pytest
 
 from starlette_session import SessionBackend
+from starlette_session.backends.base import DictBackendAdapter
 from tests.backend_kit import (
     FACTORIES,
     SECRET,
@@ -57,25 +59,25 @@ async def test_read_does_not_write_or_set_cookie(backend: SessionBackend) -> Non
     async with client_for(make_app(backend)) as client:
         await client.post("/write", json={"n": 1})
         sid = session_id(client)
-        await backend.remove(sid)
-        await backend.write(sid, b'{"n": 2}', 60)
+        await backend.remove(backend.key_for(sid))
+        await backend.write(backend.key_for(sid), b'{"n": 2}', 60)
         response = await client.get("/read")
         assert response.json() == {"n": 2}
         assert "set-cookie" not in response.headers
         assert response.headers["vary"] == "Cookie"
-    assert await backend.read(sid) == b'{"n": 2}'
+    assert await backend.read(backend.key_for(sid)) == b'{"n": 2}'
 
 
 async def test_missing_record_gives_empty_session_and_new_id(backend: SessionBackend) -> None:
     async with client_for(make_app(backend)) as client:
         await client.post("/write", json={"n": 1})
         old = session_id(client)
-        await backend.remove(old)
+        await backend.remove(backend.key_for(old))
         assert (await client.get("/read")).json() == {}
         await client.post("/write", json={"n": 2})
         new = session_id(client)
     assert new != old
-    assert await backend.read(old) is None
+    assert await backend.read(backend.key_for(old)) is None
     assert await backend.get(new) == {"n": 2}
 
 
@@ -87,7 +89,7 @@ async def test_unknown_id_is_never_adopted(backend: SessionBackend) -> None:
         assert (await client.get("/read")).json() == {}
         await client.post("/write", json={"n": 1})
         assert session_id(client) != chosen
-    assert await backend.read(chosen) is None
+    assert await backend.read(backend.key_for(chosen)) is None
 
 
 async def test_clear_deletes_record_and_cookie(backend: SessionBackend) -> None:
@@ -96,7 +98,7 @@ async def test_clear_deletes_record_and_cookie(backend: SessionBackend) -> None:
         sid = session_id(client)
         response = await client.get("/clear")
         assert response.headers["set-cookie"].startswith("session=null; path=/; expires=Thu, 01 Jan 1970")
-    assert await backend.read(sid) is None
+    assert await backend.read(backend.key_for(sid)) is None
 
 
 async def test_regenerate_moves_data_and_kills_old_id(backend: SessionBackend) -> None:
@@ -107,7 +109,7 @@ async def test_regenerate_moves_data_and_kills_old_id(backend: SessionBackend) -
         assert (await client.get("/login")).json() == {"cart": ["x"], "user": "alice"}
         new = session_id(client)
         assert new != old
-        assert await backend.read(old) is None
+        assert await backend.read(backend.key_for(old)) is None
         assert await backend.get(new) == {"cart": ["x"], "user": "alice"}
         set_session_cookie(client, old_cookie)
         assert (await client.get("/read")).json() == {}
@@ -124,9 +126,9 @@ async def test_expiry(backend: SessionBackend) -> None:
     async with client_for(make_app(backend, max_age=1)) as client:
         await client.post("/write", json={"n": 1})
         sid = session_id(client)
-        assert await backend.read(sid) is not None
+        assert await backend.read(backend.key_for(sid)) is not None
         await anyio.sleep(2.5)
-    assert await backend.read(sid) is None
+    assert await backend.read(backend.key_for(sid)) is None
 
 
 async def test_bad_cookies_give_empty_session(backend: SessionBackend) -> None:
@@ -170,13 +172,93 @@ async def test_dict_api_outside_requests(backend: SessionBackend) -> None:
     assert await backend.get(sid) == {"a": 1}
     await backend.set(sid, {"a": 2}, 60)
     assert await backend.get(sid) == {"a": 2}
-    assert await backend.touch(sid, 120) is True
+    assert await backend.touch(backend.key_for(sid), 120) is True
     assert await backend.get(sid) == {"a": 2}
     await backend.delete(sid)
     assert await backend.get(sid) is None
-    assert await backend.touch(sid, 60) is False
+    assert await backend.touch(backend.key_for(sid), 60) is False
     await backend.delete(sid)  # deleting a missing record is not an error
     assert isinstance(await backend.delete_expired(), int)
+
+
+def signed_id_cookie(public_id: str) -> str:
+    return (
+        itsdangerous.TimestampSigner(SECRET)
+        .sign(b64encode(json.dumps({"_cssid": public_id}).encode()))
+        .decode()
+    )
+
+
+async def test_the_store_holds_no_id_a_cookie_could_carry(backend: SessionBackend) -> None:
+    async with client_for(make_app(backend)) as client:
+        await client.post("/write", json={"n": 1})
+        sid = session_id(client)
+    key = backend.key_for(sid)
+    if isinstance(backend, DictBackendAdapter):  # a 0.4.3 backend sees the id, as in 0.4.3
+        assert key == sid
+        return
+    assert key == "2-" + hashlib.sha256(sid.encode()).hexdigest()
+    assert await backend.read(key) == b'{"n": 1}'
+    assert await backend.read(sid) is None  # nothing under the public id
+
+
+async def test_a_private_id_in_a_cookie_is_never_accepted(backend: SessionBackend) -> None:
+    async with client_for(make_app(backend)) as client:
+        await client.post("/write", json={"n": 1})
+        key = backend.key_for(session_id(client))
+        set_session_cookie(client, signed_id_cookie("2-" + "0" * 64))
+        assert (await client.get("/read")).json() == {}
+        if key.startswith("2-"):  # the store key itself, signed into a cookie, opens nothing
+            set_session_cookie(client, signed_id_cookie(key))
+            assert (await client.get("/read")).json() == {}
+
+
+async def test_a_record_under_the_raw_id_is_found_and_moved_on_its_next_save(backend: SessionBackend) -> None:
+    if isinstance(backend, DictBackendAdapter):
+        return  # keys are raw there already
+    public = "written-by-v10-" + uuid.uuid4().hex
+    await backend.write(public, b'{"n": 1}', 60)  # how starlette-session 1.0 stored it
+    counting = CountingBackend(backend)
+    async with client_for(make_app(counting)) as client:
+        set_session_cookie(client, signed_id_cookie(public))
+        assert (await client.get("/read")).json() == {"n": 1}
+        assert counting.calls == ["read", "read"]  # the hashed key missed, then the raw one hit
+        counting.calls.clear()
+        assert (await client.post("/write", json={"m": 2})).json() == {"n": 1, "m": 2}
+        assert session_id(client) == public  # nobody is logged out
+        counting.calls.clear()
+        assert (await client.get("/read")).json() == {"n": 1, "m": 2}
+        assert counting.calls == ["read"]  # moved: one command again
+    assert await backend.read(public) is None
+    assert await backend.get(public) == {"n": 1, "m": 2}
+
+
+async def test_logout_of_a_raw_record_removes_it(backend: SessionBackend) -> None:
+    if isinstance(backend, DictBackendAdapter):
+        return
+    public = "written-by-v10-" + uuid.uuid4().hex
+    await backend.write(public, b'{"n": 1}', 60)
+    async with client_for(make_app(backend)) as client:
+        set_session_cookie(client, signed_id_cookie(public))
+        await client.get("/clear")
+        assert (await client.get("/read")).json() == {}
+    assert await backend.read(public) is None
+
+
+async def test_raw_keys_and_no_fallback_can_be_chosen(backend: SessionBackend) -> None:
+    if isinstance(backend, DictBackendAdapter):
+        return
+    public = "written-by-v10-" + uuid.uuid4().hex
+    await backend.write(public, b'{"n": 1}', 60)
+    async with client_for(make_app(backend, raw_id_fallback=False)) as client:
+        set_session_cookie(client, signed_id_cookie(public))
+        assert (await client.get("/read")).json() == {}  # not looked up
+    async with client_for(make_app(backend, hash_ids=False)) as client:
+        set_session_cookie(client, signed_id_cookie(public))
+        assert (await client.get("/read")).json() == {"n": 1}
+        await client.post("/write", json={"m": 2})
+    assert await backend.read(public) == b'{"n": 1, "m": 2}'  # kept under the raw key
+    backend.hash_ids = True
 
 
 async def test_rolling_touches_record(backend: SessionBackend) -> None:

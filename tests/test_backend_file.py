@@ -126,7 +126,7 @@ async def test_dict_api_of_0_4_3(backend: FileBackend, session_dir: Path) -> Non
     await backend.set(SID, {"user": "ada", "n": [1, 2]}, 30)
     assert await backend.get(SID) == {"user": "ada", "n": [1, 2]}
     await backend.set(OTHER, {"a": 1}, None)
-    content = (session_dir / f"session-{OTHER}").read_bytes()
+    content = (session_dir / f"session-{backend.key_for(OTHER)}").read_bytes()
     assert content.startswith(header(T0 + backend.default_ttl))
     await backend.delete(SID)
     assert await backend.get(SID) is None

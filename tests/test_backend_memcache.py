@@ -29,7 +29,7 @@ from starlette_session.backends import BackendType, MemcacheJSONSerde, backend_f
 from starlette_session.backends.memcache import DEFAULT_KEY_PREFIX, AioMemcacheBackend, MemcacheBackend
 from starlette_session.exceptions import BackendError, ConfigurationError, MissingDependencyError
 from starlette_session.expiry import MEMCACHED_MAX_RELATIVE
-from starlette_session.ids import new_session_id
+from starlette_session.ids import new_session_id, private_id
 from starlette_session.interfaces import SessionBackend
 from starlette_session.serializers import JSON
 from tests.servers import start_memcached
@@ -738,7 +738,7 @@ def test_example_apps_count_and_log_out(
             assert http.get("/").json() == {"count": 1}
             assert http.get("/").json() == {"count": 2}
             session_id = JSON.loads(_cookie_payload(http.cookies["session"]))["_cssid"]
-            key = DEFAULT_KEY_PREFIX + session_id
+            key = DEFAULT_KEY_PREFIX + private_id(session_id)
             assert any(raw.get(key) == b'{"count": 2}' for raw in direct)
             assert http.get("/logout").json() == {"count": 0}
             assert all(raw.get(key) is None for raw in direct)

@@ -139,7 +139,7 @@ async def test_a_late_write_never_resurrects_a_removed_session(
         late = await race(app, gate, cookie, "/slow-write", remove)
     assert late.status_code == 200
     assert "set-cookie" not in late.headers  # no cookie names the old id again
-    assert await backend.read(sid) is None
+    assert await backend.read(backend.key_for(sid)) is None
     assert (await get_with(app, cookie, "/read")).json() == {}  # a copy of the old cookie is dead
     dropped = [record for record in caplog.records if "dropped" in record.getMessage()]
     assert len(dropped) == 1
@@ -165,7 +165,7 @@ async def test_a_websocket_ending_after_a_logout_does_not_resurrect(backend: Ses
             await client.get("/clear")
         gate.opened.set()
     assert [message["type"] for message in sent] == ["websocket.accept", "websocket.close"]
-    assert await backend.read(sid) is None
+    assert await backend.read(backend.key_for(sid)) is None
 
 
 async def test_a_rolling_renewal_after_a_logout_does_not_resurrect(backend: SessionBackend) -> None:
@@ -181,7 +181,7 @@ async def test_a_rolling_renewal_after_a_logout_does_not_resurrect(backend: Sess
     late = await race(app, gate, cookie, "/slow-read", logout)
     assert late.json() == {"n": 1}
     assert "set-cookie" not in late.headers
-    assert await backend.read(sid) is None
+    assert await backend.read(backend.key_for(sid)) is None
 
 
 # -- merge mode -----------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ async def test_merge_never_resurrects_after_a_logout(backend: SessionBackend) ->
 
     late = await race(app, gate, cookie, "/slow-write", logout)
     assert "set-cookie" not in late.headers
-    assert await backend.read(sid) is None
+    assert await backend.read(backend.key_for(sid)) is None
 
 
 # -- changes after the response started ---------------------------------------------------------------

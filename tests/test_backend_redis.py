@@ -223,7 +223,7 @@ async def test_write_sets_ttl_on_key(backend: Backend, raw: redis.Redis) -> None
 async def test_dict_api_without_exp_uses_default_ttl(backend: Backend, raw: redis.Redis) -> None:
     session_id = new_session_id()
     await backend.set(session_id, {"a": 1}, None)
-    ttl = raw.ttl(DEFAULT_KEY_PREFIX + session_id)
+    ttl = raw.ttl(DEFAULT_KEY_PREFIX + backend.key_for(session_id))
     assert 1_000 < ttl <= backend.default_ttl
     assert await backend.get(session_id) == {"a": 1}
 

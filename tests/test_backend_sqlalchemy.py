@@ -402,9 +402,9 @@ async def test_custom_model_with_user_id(engine: sa.Engine | AsyncEngine, table_
             rows = conn.execute(sa.select(table.c.id, table.c.user_id)).all()
             return {row.id: row.user_id for row in rows}
 
-        assert await run(engine, user_ids) == {SID: 42, OTHER: None}
+        assert await run(engine, user_ids) == {backend.key_for(SID): 42, backend.key_for(OTHER): None}
         await backend.set(SID, {"user_id": 7}, 60)  # the upsert updates extra columns too
-        assert (await run(engine, user_ids))[SID] == 7
+        assert (await run(engine, user_ids))[backend.key_for(SID)] == 7
     finally:
         await run(engine, lambda conn: table.drop(conn, checkfirst=True))
 

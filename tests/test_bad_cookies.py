@@ -152,7 +152,7 @@ async def assert_fresh_start(app: Starlette, headers: Headers, backend: Recordin
     else:
         session_id = unsign_json(cookie_value(set_cookie))["_cssid"]
         assert backend.reads == []
-        assert backend.records.keys() == {session_id}
+        assert backend.records.keys() == {backend.key_for(session_id)}
     assert (await request(app, "/read", cookie=cookie_pair(set_cookie))).json() == {"fresh": "1"}
 
 

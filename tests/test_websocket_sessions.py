@@ -7,7 +7,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from starlette_session import regenerate_session
+from starlette_session import ResponseStartedError, regenerate_session
 from tests.helpers import (
     RecordingBackend,
     cookie_pair,
@@ -77,13 +77,15 @@ async def test_no_record_without_an_id_the_client_holds() -> None:
     assert backend.writes == []
 
 
-async def test_regenerating_after_accept_keeps_the_id_the_client_holds() -> None:
+async def test_regenerating_after_accept_fails_closed() -> None:
     backend = RecordingBackend()
     app = app_with(backend)
     cookie = cookie_pair(only_set_cookie(await request(app, "/write?user=alice")))
-    await websocket_messages(app, "/ws-regenerate", cookie=cookie)
+    with pytest.raises(ResponseStartedError, match="after the response"):
+        await websocket_messages(app, "/ws-regenerate", cookie=cookie)
+    # The planted id is not silently kept as if it were fresh: nothing was saved either.
     response = await request(app, "/read", cookie=cookie)
-    assert response.json() == {"user": "alice", "after": True}
+    assert response.json() == {"user": "alice"}
 
 
 async def test_cookie_sessions_cannot_change_after_accept() -> None:

@@ -36,6 +36,8 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from starlette_session.ids import MAX_ID_LENGTH
+
 #: The name of the default table.
 DEFAULT_TABLE_NAME = "starlette_sessions"
 
@@ -48,7 +50,7 @@ class SessionModelMixin:
     ``delete_expired`` does not scan the table.
     """
 
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    id: Mapped[str] = mapped_column(String(MAX_ID_LENGTH), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     expires_at: Mapped[float] = mapped_column(Double, index=True)
 

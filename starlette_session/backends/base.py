@@ -13,6 +13,11 @@ that a logout, a regeneration, a revoke or an expiry removed meanwhile:
 A broken precondition is reported by the return value (``False``), never by falling back to a
 blind overwrite. Store failures are raised as ``BackendError``, built by ``backend_error``,
 whose text never holds a session id, a key or a path made from one.
+
+The byte methods take the record's *key*; the dict API (``get``, ``set``, ``delete``, for use
+outside a request) takes the *public* id, the one in the cookie, and ``key_for`` turns it into
+the key: by default the hash ``starlette_session.ids.private_id`` makes, so that the store
+holds no id a cookie could carry.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from typing import Any, ClassVar, TypeVar
 import anyio
 
 from starlette_session._bridge import run_sync
-from starlette_session.exceptions import BackendError, StarletteSessionError
+from starlette_session.exceptions import BackendError, ConfigurationError, StarletteSessionError
 from starlette_session.expiry import ttl_seconds
+from starlette_session.ids import is_valid_session_id, private_id
 from starlette_session.interfaces import ISessionBackend
 from starlette_session.serializers import JSON, Serializer
 
@@ -87,6 +93,15 @@ def _detail(exc: BaseException) -> str:
     return text.splitlines()[0][:_MAX_DETAIL] if text else ""
 
 
+def _checked(public_id: object) -> str:
+    if not is_valid_session_id(public_id):
+        raise ConfigurationError(
+            "invalid session id: ids are 16 to 128 characters of A-Z a-z 0-9 _ -; make them with "
+            "starlette_session.ids.new_session_id()"
+        )
+    return public_id
+
+
 def has_capability(backend: object, name: str) -> bool:
     """Return whether ``backend`` implements the optional method ``name`` itself."""
     method = getattr(type(backend), name, None)
@@ -116,6 +131,12 @@ class SessionBackend(ISessionBackend):
 
     #: TTL used by ``set`` when it is given ``exp=None``.
     default_ttl: int = ttl_seconds(None)
+
+    #: Store records under the hash of the public id (the middleware's ``hash_ids``).
+    hash_ids: bool = True
+    #: When the hashed key misses, look the record up under the raw public id (written before
+    #: ids were hashed); it moves to the hashed key on its next save.
+    raw_id_fallback: bool = True
 
     #: Whether the client blocks: ``call`` then runs it in a worker thread.
     blocking: bool = False
@@ -164,6 +185,18 @@ class SessionBackend(ISessionBackend):
         """
         raise NotImplementedError(f"{type(self).__qualname__} has no compare_and_swap")
 
+    async def read_043(self, session_id: str) -> bytes | None:
+        """Return, as JSON bytes, the record starlette-session 0.4.3 stored for ``session_id``.
+
+        Only the stores 0.4.3 supported (Redis, memcached) implement it, for the middleware's
+        ``legacy_043``; a record that is not a plain dict is treated as missing.
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} cannot read starlette-session 0.4.3 records")
+
+    async def remove_043(self, session_id: str) -> None:
+        """Delete the record starlette-session 0.4.3 stored for ``session_id``."""
+        raise NotImplementedError(f"{type(self).__qualname__} cannot remove starlette-session 0.4.3 records")
+
     async def touch(self, session_id: str, ttl: int) -> bool:
         """Reset the record's expiry to ``ttl`` seconds; return whether the record exists.
 
@@ -205,8 +238,6 @@ class SessionBackend(ISessionBackend):
         Raises:
             ConfigurationError: the backend cannot be built from ``client``.
         """
-        from starlette_session.exceptions import ConfigurationError  # noqa: PLC0415
-
         raise ConfigurationError(
             f"{cls.__name__} cannot be built from a backend_client; "
             "pass an instance as custom_session_backend instead"
@@ -247,10 +278,26 @@ class SessionBackend(ISessionBackend):
         except self.store_errors as exc:
             raise backend_error(self.name, operation, exc, redact=redact) from None
 
-    # -- 0.4.3's dict API, for use outside a request -------------------------------------
+    # -- keys ------------------------------------------------------------------------------
+
+    def key_for(self, public_id: str) -> str:
+        """Return the key of the record of the session whose cookie carries ``public_id``."""
+        return private_id(public_id) if self.hash_ids else public_id
+
+    def legacy_key_for(self, public_id: str) -> str | None:
+        """Return the raw key an older version stored ``public_id``'s record under, if it looks there."""
+        return public_id if self.hash_ids and self.raw_id_fallback else None
+
+    # -- 0.4.3's dict API, by public id, for use outside a request ---------------------------
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        data = await self.read(key)
+        """Return the session whose public id is ``key``, or ``None`` (also for an invalid id)."""
+        if not is_valid_session_id(key):
+            return None
+        data = await self.read(self.key_for(key))
+        legacy = self.legacy_key_for(key)
+        if data is None and legacy is not None:
+            data = await self.read(legacy)
         if data is None:
             return None
         try:
@@ -259,12 +306,17 @@ class SessionBackend(ISessionBackend):
             return None
 
     async def set(self, key: str, value: dict[str, Any], exp: int | None = None) -> str | None:
+        """Store ``value`` as the session whose public id is ``key``, for ``exp`` seconds."""
         ttl = self.default_ttl if exp is None else ttl_seconds(exp)
-        await self.write(key, self.serializer.dumps(value), ttl)
+        await self.write(self.key_for(_checked(key)), self.serializer.dumps(value), ttl)
         return None
 
     async def delete(self, key: str) -> Any:
-        await self.remove(key)
+        """Delete the session whose public id is ``key`` (under its raw key too)."""
+        await self.remove(self.key_for(_checked(key)))
+        legacy = self.legacy_key_for(key)
+        if legacy is not None:
+            await self.remove(legacy)
 
 
 class DictBackendAdapter(SessionBackend):
@@ -277,6 +329,10 @@ class DictBackendAdapter(SessionBackend):
     """
 
     store_errors = (Exception,)
+
+    #: A 0.4.3 backend sees the public id as its key, as in 0.4.3 (``hash_ids=True`` on the
+    #: middleware changes that).
+    hash_ids = False
 
     def __init__(self, backend: ISessionBackend) -> None:
         self.backend = backend

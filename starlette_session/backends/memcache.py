@@ -26,6 +26,7 @@ import anyio
 from starlette_session.backends.base import DEFAULT_KEY_PREFIX, SessionBackend, backend_error
 from starlette_session.exceptions import ConfigurationError, MissingDependencyError
 from starlette_session.expiry import memcached_exptime, ttl_seconds
+from starlette_session.ids import MAX_ID_LENGTH
 
 __all__ = ["DEFAULT_KEY_PREFIX", "MAX_KEY_BYTES", "AioMemcacheBackend", "MemcacheBackend"]
 
@@ -33,8 +34,6 @@ T = TypeVar("T")
 
 #: memcached's limit on the length of a key.
 MAX_KEY_BYTES = 250
-# The longest id ``starlette_session.ids.is_valid_session_id`` accepts; the prefix leaves room for it.
-_LONGEST_SESSION_ID = 128
 # Printable ASCII without space: valid for memcached's text protocol, for pymemcache
 # without ``allow_unicode_keys`` and for aiomcache alike.
 _KEY_CHARS = frozenset(chr(code) for code in range(0x21, 0x7F))
@@ -67,11 +66,11 @@ def _check_prefix(key_prefix: str, client_prefix: bytes, owner: str) -> str:
             f"{owner}(key_prefix={key_prefix!r}) is not a valid memcached key: {problem}"
         )
     room = MAX_KEY_BYTES - len(client_prefix) - len(key_prefix)
-    if room < _LONGEST_SESSION_ID:
+    if room < MAX_ID_LENGTH:
         raise ConfigurationError(
             f"{owner}(key_prefix={key_prefix!r}) is too long: with the client's own key prefix "
             f"({len(client_prefix)} bytes) it leaves {room} of memcached's {MAX_KEY_BYTES} key bytes, "
-            f"and session ids take up to {_LONGEST_SESSION_ID}"
+            f"and session ids take up to {MAX_ID_LENGTH}"
         )
     return key_prefix
 
@@ -389,6 +388,30 @@ class MemcacheBackend(SessionBackend):
         )
         return touched is True
 
+    async def read_043(self, session_id: str) -> bytes | None:
+        """Return the JSON of the record starlette-session 0.4.3 stored under the bare id.
+
+        0.4.3 handed the dict to the client's serde (``MemcacheJSONSerde``: read back as the
+        dict); bytes are taken as its pickle and go through the safe unpickler.
+        """
+        from starlette_session.legacy import load_043_record  # noqa: PLC0415 - only with legacy_043
+
+        if _key_problem(session_id) is not None:
+            return None
+        value = await self._call("get a 0.4.3 session", session_id, self.client.get, session_id)
+        record = value if isinstance(value, dict) else None
+        if isinstance(value, bytes):
+            record = load_043_record(value)
+        if not isinstance(record, dict):
+            return None
+        try:
+            return self.serializer.dumps(record)
+        except (TypeError, ValueError):
+            return None
+
+    async def remove_043(self, session_id: str) -> None:
+        await self._call("delete a 0.4.3 session", session_id, self.client.delete, session_id, noreply=False)
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self._call("close the client", "", self.client.close)
@@ -561,6 +584,19 @@ class AioMemcacheBackend(SessionBackend):
             return False
         touched = await self._call("touch a session", self.client.touch, key.encode("ascii"), _exptime(ttl))
         return touched is True
+
+    async def read_043(self, session_id: str) -> bytes | None:
+        """Return the JSON of the record starlette-session 0.4.3 pickled under the bare id."""
+        from starlette_session.legacy import load_043_record  # noqa: PLC0415 - only with legacy_043
+
+        if _key_problem(session_id) is not None:
+            return None
+        value = await self._call("get a 0.4.3 session", self.client.get, session_id.encode("ascii"))
+        record = load_043_record(value) if isinstance(value, bytes) else None
+        return None if record is None else self.serializer.dumps(record)
+
+    async def remove_043(self, session_id: str) -> None:
+        await self._call("delete a 0.4.3 session", self.client.delete, session_id.encode("ascii"))
 
     async def _call(self, operation: str, func: Callable[..., Awaitable[T]], key: bytes, *args: Any) -> T:
         redact = (key.decode("ascii"),)

@@ -277,6 +277,20 @@ class _RedisBase(SessionBackend):
         key = self._key(session_id)
         return bool(await self._command("EXPIRE a session", self._client.expire, key, ttl))
 
+    async def read_043(self, session_id: str) -> bytes | None:
+        """Return the JSON of the record starlette-session 0.4.3 pickled under the bare id."""
+        from starlette_session.legacy import load_043_record  # noqa: PLC0415 - only with legacy_043
+
+        value = self._as_bytes(await self._command("GET a 0.4.3 session", self._client.get, session_id))
+        record = None if value is None else load_043_record(value)
+        return None if record is None else self.serializer.dumps(record)
+
+    async def remove_043(self, session_id: str) -> None:
+        if self._cluster:
+            await self._command("DEL a 0.4.3 session", self._client.execute_command, "DEL", session_id)
+        else:
+            await self._command("DEL a 0.4.3 session", self._client.delete, session_id)
+
 
 # KEYS[1]: the session key; ARGV: the bytes read, the new bytes, the TTL in seconds.
 _COMPARE_AND_SET = """
