@@ -3,10 +3,12 @@
 Subcommands:
 
 * ``run`` (the default): start Redis and memcached on free loopback ports, then measure the
-  in-process workloads on every contender, the store round trips, the 1.3 ms store latency
-  variant, the prototypes and the HTTP benchmark; run the Starlette 0.52 comparison in its own
-  venv (``--compat-python``); print the tables, write ``benchmarks/results/latest.json`` (and
-  ``latest.md``) and the chart ``docs/img/benchmarks.png``.
+  in-process workloads on every contender, the store round trips, the cost of
+  ``concurrency="merge"``, the 1.3 ms store latency variant, store outages behind a cuttable
+  proxy (``benchmarks/outage.py``, with PostgreSQL too when it is installed) and the HTTP
+  benchmark; run the Starlette 0.52 comparison in its own venv (``--compat-python``); print the
+  tables, write ``benchmarks/results/latest.json`` (and ``latest.md``), and, unless ``--quick``,
+  the chart ``docs/img/benchmarks.png`` and the generated part of ``docs/benchmarks.md``.
 * ``compat``: the in-process cookie workloads only (bare, Starlette, ours-cookie), as JSON on
   stdout; ``run`` starts it with the Starlette 0.52 venv's Python.
 * ``profile CONTENDER WORKLOAD``: a pyinstrument profile of one contender's workload.
@@ -18,19 +20,19 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import functools
 import importlib.metadata
 import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +41,13 @@ from benchmarks import report
 from benchmarks.contenders import CONTENDERS, SESSION_BYTES, Stores, have_043
 from benchmarks.harness import Budget, Caller, time_sequential
 from benchmarks.http_bench import WrkSettings
+from benchmarks.outage import Settings as OutageSettings
 from benchmarks.suite import CONCURRENT, WORKLOADS, Built, build, run_concurrent, run_workloads
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 CHART = ROOT / "docs" / "img" / "benchmarks.png"
+DOCS = ROOT / "docs" / "benchmarks.md"
 LATENCY_MS = 1.3
 
 LATENCY_CONTENDERS = (
@@ -74,6 +78,8 @@ VERSIONED_PACKAGES = (
     "aiomcache",
     "SQLAlchemy",
     "aiosqlite",
+    "psycopg",
+    "asyncpg",
     "starsessions",
     "uvicorn",
     "uvloop",
@@ -95,6 +101,7 @@ class Plan:
     latency_concurrent: Budget
     latency_rounds: int
     wrk: WrkSettings = field(default_factory=WrkSettings)
+    outage: OutageSettings = field(default_factory=OutageSettings)
 
 
 FULL = Plan(
@@ -117,6 +124,7 @@ QUICK = Plan(
     latency_concurrent=Budget(warmup=64, iterations=512, min_iterations=512, seconds=0.1),
     latency_rounds=1,
     wrk=WrkSettings(seconds=1, warmup_seconds=1, rounds=1),
+    outage=OutageSettings(requests=50, concurrency=16),
 )
 
 
@@ -164,6 +172,12 @@ def _command_output(argv: Sequence[str]) -> str | None:
     return text.splitlines()[0] if text else None
 
 
+def _wrk_version() -> str | None:
+    line = _command_output(["wrk", "-v"])  # "wrk debian/4.1.0-3+b2 [epoll] Copyright ..."
+    found = re.search(r"\d+\.\d+(\.\d+)?", line or "")
+    return found.group(0) if found else line
+
+
 def collect_meta(stores: Stores | None) -> dict[str, Any]:
     """Versions, machine and date of this run."""
     meta: dict[str, Any] = {
@@ -175,8 +189,11 @@ def collect_meta(stores: Stores | None) -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "package_version": _version("starlette-session"),
         "git_commit": _command_output(["git", "rev-parse", "--short", "HEAD"]),
+        "git_dirty": bool(_command_output(["git", "status", "--porcelain", "--untracked-files=no"])),
+        "postgres_server": (_command_output(["pg_config", "--version"]) or "").removeprefix("PostgreSQL ")
+        or None,
         "sqlite": sqlite3.sqlite_version,
-        "wrk": _command_output(["wrk", "-v"]),
+        "wrk": _wrk_version(),
         "session_bytes": SESSION_BYTES,
     }
     for package in VERSIONED_PACKAGES:
@@ -221,84 +238,21 @@ async def latency_phase(slow: Stores, names: Sequence[str], plan: Plan) -> dict[
     return {"read": sequential[read.name], "read-c64": concurrent}
 
 
-async def prototype_phase(stores: Stores, slow: Stores, plan: Plan) -> dict[str, Any]:
-    """Measure the prototypes of ``benchmarks.prototypes`` against the package as it is."""
-    from benchmarks import prototypes  # noqa: PLC0415
-    from benchmarks.contenders import SECRET_KEY, SEED_SESSION  # noqa: PLC0415
+async def merge_phase(stores: Stores, plan: Plan) -> dict[str, Any]:
+    """The write on each merge-capable backend in both modes, taking turns; then the round trips."""
+    from benchmarks.contenders import MERGE_BACKENDS, MERGE_CONTENDERS, MERGE_SUFFIX  # noqa: PLC0415
+    from benchmarks.suite import count_round_trips  # noqa: PLC0415
 
-    result: dict[str, Any] = {}
-    prototypes.check_codec_compatibility(SECRET_KEY)
-    payload = json.dumps(SEED_SESSION).encode()
-    result["codec"] = prototypes.time_codecs(SECRET_KEY, payload, 20_000 if plan is FULL else 1000)
-    result["bridge"] = await prototypes.time_bridges(5000 if plan is FULL else 640)
-    result["clients"] = await prototypes.time_clients(stores.need_redis(), stores.need_memcached())
+    workloads = [w for w in WORKLOADS if w.name in ("read", "write", "new")]
+    write = next(w for w in workloads if w.name == "write")
     async with contextlib.AsyncExitStack() as stack:
-        cookie = CONTENDERS["ours-cookie"]
-        plain = await build(stack, cookie, stores)
-        with prototypes.fast_codec_patch():
-            fast = await build(stack, cookie, stores)
-        with prototypes.cached_codec_patch():
-            cached = await build(stack, cookie, stores)
-        variants = [
-            prototypes.Variant("package as it is", plain.app, plain.cookie),
-            prototypes.Variant("FastSignedCodec", fast.app, fast.cookie),
-            prototypes.Variant("LazyCompareSession", plain.app, plain.cookie, prototypes.lazy_compare_patch),
-            prototypes.Variant("both", fast.app, fast.cookie, prototypes.lazy_compare_patch),
-            prototypes.Variant(
-                "both + decode cache", cached.app, cached.cookie, prototypes.lazy_compare_patch
-            ),
-        ]
-        starlette = await build(stack, CONTENDERS["starlette"], stores)
-        variants.append(prototypes.Variant("starlette (reference)", starlette.app, starlette.cookie))
-        result["cookie_app"] = {
-            workload.name: await prototypes.compare_sequential(
-                variants, workload.path, workload.with_cookie, plan.sequential, plan.rounds
-            )
-            for workload in WORKLOADS[:2]
-        }
-        redis_async = await build(stack, CONTENDERS["ours-redis-async"], stores)
-        result["redis_async_app"] = {
-            "read": await prototypes.compare_sequential(
-                [
-                    prototypes.Variant("package as it is", redis_async.app, redis_async.cookie),
-                    prototypes.Variant(
-                        "LazyCompareSession",
-                        redis_async.app,
-                        redis_async.cookie,
-                        prototypes.lazy_compare_patch,
-                    ),
-                ],
-                "/read",
-                True,
-                plan.sequential,
-                plan.rounds,
-            )
-        }
-        redis_sync = CONTENDERS["ours-redis-sync"]
-        redis_variants = []
-        slow_variants = []
-        bridges: list[tuple[str, Callable[[], contextlib.AbstractContextManager[None]] | None]] = [
-            ("package bridge (_bridge.run_sync)", None),
-            ("run_in_executor, 40 threads", prototypes.executor_bridge_patch),
-            ("run_in_executor, 16 threads", functools.partial(prototypes.executor_bridge_patch, 16)),
-        ]
-        for label, patch in bridges:
-            direct = await build(stack, redis_sync, stores)
-            redis_variants.append(prototypes.Variant(label, direct.app, direct.cookie, patch))
-            delayed = await build(stack, redis_sync, slow)
-            slow_variants.append(prototypes.Variant(label, delayed.app, delayed.cookie, patch))
-        result["redis_sync_app"] = {
-            "read, median µs": await prototypes.compare_sequential(
-                redis_variants, "/read", True, plan.sequential, plan.rounds
-            ),
-            "read-c64, req/s": await prototypes.compare_concurrent(
-                redis_variants, "/read", 64, plan.concurrent, plan.concurrent_rounds
-            ),
-            f"read-c64 at {LATENCY_MS} ms, req/s": await prototypes.compare_concurrent(
-                slow_variants, "/read", 64, plan.latency_concurrent, plan.latency_rounds
-            ),
-        }
-    return result
+        built = []
+        for name in MERGE_BACKENDS:
+            built.append(await build(stack, CONTENDERS[name], stores))
+            built.append(await build(stack, MERGE_CONTENDERS[name + MERGE_SUFFIX], stores))
+        timings = await run_workloads(built, [write], plan.sequential, plan.rounds)
+        counts = await count_round_trips(built, stores, workloads, plan.roundtrip_requests)
+    return {"backends": list(MERGE_BACKENDS), "write": timings["write"], "roundtrips": counts}
 
 
 def compat_phase(python: Path, quick: bool) -> dict[str, Any] | None:
@@ -337,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="starlette-session-bench-") as tmp, _servers() as (url, mc):
         stores = Stores(workdir=Path(tmp), redis_url=url, memcached=mc)
         results["meta"] = collect_meta(stores)
+        results["meta"]["plan"] = "quick" if args.quick else "full"
         _log(f"redis {url}, memcached {mc[0]}:{mc[1]}, workdir {tmp}")
         _log("in-process workloads (median µs per request):")
         names = available(list(CONTENDERS))
@@ -363,8 +318,13 @@ def run(args: argparse.Namespace) -> int:
             _log(f"  measured round trips: {latency['rtt_ms']}")
             latency.update(asyncio.run(latency_phase(slow, available(LATENCY_CONTENDERS), plan)))
             results["latency"] = latency
-            _log("prototypes:")
-            results["prototypes"] = asyncio.run(prototype_phase(stores, slow, plan))
+        _log("merge mode (write, median µs per request):")
+        results["merge"] = asyncio.run(merge_phase(stores, plan))
+        if not args.no_outage:
+            from benchmarks.outage import run_outage  # noqa: PLC0415
+
+            _log("store outages behind a cuttable proxy:")
+            results["outage"] = run_outage(url, mc, plan.outage)
         if not args.no_http:
             _log("HTTP (uvicorn + wrk):")
             results["http_settings"] = {
@@ -374,7 +334,6 @@ def run(args: argparse.Namespace) -> int:
                 "rounds": plan.wrk.rounds,
             }
             served = [Served(name, name) for name in available(HTTP_CONTENDERS)]
-            served.append(Served("ours-redis-sync + executor bridge", "ours-redis-sync", "executor-bridge"))
             results["http"] = run_http(served, stores, plan.wrk)
     _log("Starlette 0.52 venv:")
     compat = compat_phase(Path(args.compat_python), args.quick) if args.compat_python else None
@@ -387,32 +346,18 @@ def run(args: argparse.Namespace) -> int:
         _log(report.render_text(*table))
     output = Path(args.output)
     report.write_outputs(results, output, output.with_suffix(".md"))
-    if args.chart:
-        report.draw_chart(results, Path(args.chart))
-    _log(f"\nwrote {output} and {output.with_suffix('.md')}" + (f" and {args.chart}" if args.chart else ""))
+    written = [str(output), str(output.with_suffix(".md"))]
+    chart = args.chart if args.chart is not None else ("" if args.quick else str(CHART))
+    if chart:
+        report.draw_chart(results, Path(chart))
+        written.append(chart)
+    docs = args.docs if args.docs is not None else ("" if args.quick else str(DOCS))
+    if docs:
+        report.write_docs_page(results, Path(docs), chart=Path(chart) if chart else None)
+        written.append(docs)
+    _log("\nwrote " + ", ".join(written))
     _log(f"total {results['meta']['seconds']} s")
     return 0
-
-
-async def _cookie_prototypes_read(
-    stack: contextlib.AsyncExitStack, stores: Stores, plan: Plan
-) -> dict[str, dict[str, float]]:
-    """The cookie read with the prototypes on, against Starlette, in this venv."""
-    from benchmarks import prototypes  # noqa: PLC0415
-
-    cookie = CONTENDERS["ours-cookie"]
-    plain = await build(stack, cookie, stores)
-    with prototypes.cached_codec_patch():
-        cached = await build(stack, cookie, stores)
-    starlette = await build(stack, CONTENDERS["starlette"], stores)
-    variants = [
-        prototypes.Variant("ours-cookie", plain.app, plain.cookie),
-        prototypes.Variant(
-            "ours-cookie + all prototypes", cached.app, cached.cookie, prototypes.lazy_compare_patch
-        ),
-        prototypes.Variant("starlette", starlette.app, starlette.cookie),
-    ]
-    return await prototypes.compare_sequential(variants, "/read", True, plan.sequential, plan.rounds)
 
 
 def compat(args: argparse.Namespace) -> int:
@@ -430,7 +375,6 @@ def compat(args: argparse.Namespace) -> int:
             data["read-c64"] = await run_concurrent(
                 built, plan.concurrent, plan.concurrent_rounds, progress=quiet
             )
-            data["prototypes_read"] = await _cookie_prototypes_read(stack, stores, plan)
         return data
 
     with tempfile.TemporaryDirectory(prefix="starlette-session-bench-") as tmp:
@@ -478,7 +422,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--quick", action="store_true", help="tiny budgets: checks that everything runs")
         p.add_argument("--no-http", action="store_true", help="skip the uvicorn + wrk benchmark")
         p.add_argument("--output", default=str(RESULTS / "latest.json"))
-        p.add_argument("--chart", default=str(CHART), help="PNG to draw ('' for none)")
+        p.add_argument("--no-outage", action="store_true", help="skip the store outage benchmark")
+        p.add_argument(
+            "--chart",
+            default=None,
+            help=f"PNG to draw ('' for none; default {CHART.relative_to(ROOT)}, none with --quick)",
+        )
+        p.add_argument(
+            "--docs",
+            default=None,
+            help=f"Markdown page whose generated part to rewrite ('' for none; default "
+            f"{DOCS.relative_to(ROOT)}, none with --quick)",
+        )
         p.add_argument("--compat-python", default=str(ROOT / ".venv-bench-052" / "bin" / "python"))
     compat_parser = sub.add_parser("compat", help="cookie workloads only, JSON on stdout")
     compat_parser.add_argument("--quick", action="store_true")

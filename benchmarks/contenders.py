@@ -16,6 +16,7 @@ imports in the Starlette 0.52 venv, which only has Starlette and this package.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import itertools
 import json
@@ -205,41 +206,41 @@ async def _ours_cookie(stores: Stores) -> AsyncIterator[ASGIApp]:
 
 
 @contextlib.asynccontextmanager
-async def _ours_memory(stores: Stores) -> AsyncIterator[ASGIApp]:
+async def _ours_memory(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     from starlette_session import BackendType  # noqa: PLC0415
 
     # Room for every session the "new" workload creates: eviction is not what is measured.
-    yield _ours(backend_type=BackendType.memory, backend_client=1_000_000)
+    yield _ours(backend_type=BackendType.memory, backend_client=1_000_000, **options)
 
 
 @contextlib.asynccontextmanager
-async def _ours_redis_sync(stores: Stores) -> AsyncIterator[ASGIApp]:
+async def _ours_redis_sync(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     import redis  # noqa: PLC0415
 
     from starlette_session import BackendType  # noqa: PLC0415
 
     client = redis.Redis.from_url(stores.need_redis())
     try:
-        yield _ours(backend_type=BackendType.redis, backend_client=client)
+        yield _ours(backend_type=BackendType.redis, backend_client=client, **options)
     finally:
         client.close()
 
 
 @contextlib.asynccontextmanager
-async def _ours_redis_async(stores: Stores) -> AsyncIterator[ASGIApp]:
+async def _ours_redis_async(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     import redis.asyncio  # noqa: PLC0415
 
     from starlette_session import BackendType  # noqa: PLC0415
 
     client = redis.asyncio.Redis.from_url(stores.need_redis())
     try:
-        yield _ours(backend_type=BackendType.aioRedis, backend_client=client)
+        yield _ours(backend_type=BackendType.aioRedis, backend_client=client, **options)
     finally:
         await client.aclose()
 
 
 @contextlib.asynccontextmanager
-async def _ours_memcache(stores: Stores) -> AsyncIterator[ASGIApp]:
+async def _ours_memcache(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     from pymemcache.client.base import Client  # noqa: PLC0415
 
     from starlette_session import BackendType  # noqa: PLC0415
@@ -247,7 +248,7 @@ async def _ours_memcache(stores: Stores) -> AsyncIterator[ASGIApp]:
     # pymemcache's defaults, as a 0.4.3 user would pass it (Nagle on, one socket).
     client = Client(stores.need_memcached())
     try:
-        yield _ours(backend_type=BackendType.memcache, backend_client=client)
+        yield _ours(backend_type=BackendType.memcache, backend_client=client, **options)
     finally:
         client.close()
 
@@ -264,7 +265,7 @@ async def _ours_memcache_pooled(stores: Stores) -> AsyncIterator[ASGIApp]:
 
 
 @contextlib.asynccontextmanager
-async def _ours_aiomemcache(stores: Stores) -> AsyncIterator[ASGIApp]:
+async def _ours_aiomemcache(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     import aiomcache  # noqa: PLC0415
 
     from starlette_session import BackendType  # noqa: PLC0415
@@ -272,7 +273,7 @@ async def _ours_aiomemcache(stores: Stores) -> AsyncIterator[ASGIApp]:
     host, port = stores.need_memcached()
     client = aiomcache.Client(host, port)
     try:
-        yield _ours(backend_type=BackendType.aioMemcache, backend_client=client)
+        yield _ours(backend_type=BackendType.aioMemcache, backend_client=client, **options)
     finally:
         await client.close()
 
@@ -293,35 +294,35 @@ async def _ours_aiomemcache_pool64(stores: Stores) -> AsyncIterator[ASGIApp]:
 
 
 @contextlib.asynccontextmanager
-async def _ours_file(stores: Stores) -> AsyncIterator[ASGIApp]:
+async def _ours_file(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     from starlette_session import BackendType  # noqa: PLC0415
 
     directory = stores.workdir / "file-sessions"
-    yield _ours(backend_type=BackendType.file, backend_client=str(directory))
+    yield _ours(backend_type=BackendType.file, backend_client=str(directory), **options)
 
 
 @contextlib.asynccontextmanager
-async def _ours_sqlite_sync(stores: Stores) -> AsyncIterator[ASGIApp]:
+async def _ours_sqlite_sync(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     import sqlalchemy  # noqa: PLC0415
 
     from starlette_session import BackendType  # noqa: PLC0415
 
     engine = sqlalchemy.create_engine(f"sqlite:///{stores.workdir / 'sessions-sync.sqlite3'}")
     try:
-        yield _ours(backend_type=BackendType.sqlalchemy, backend_client=engine)
+        yield _ours(backend_type=BackendType.sqlalchemy, backend_client=engine, **options)
     finally:
         engine.dispose()
 
 
 @contextlib.asynccontextmanager
-async def _ours_sqlite_async(stores: Stores) -> AsyncIterator[ASGIApp]:
+async def _ours_sqlite_async(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
 
     from starlette_session import BackendType  # noqa: PLC0415
 
     engine = create_async_engine(f"sqlite+aiosqlite:///{stores.workdir / 'sessions-async.sqlite3'}")
     try:
-        yield _ours(backend_type=BackendType.sqlalchemy, backend_client=engine)
+        yield _ours(backend_type=BackendType.sqlalchemy, backend_client=engine, **options)
     finally:
         await engine.dispose()
 
@@ -488,3 +489,31 @@ CONTENDERS: dict[str, Contender] = {
         ),
     ]
 }
+
+
+# -- merge mode: the same stores with concurrency="merge" -----------------------------------------
+
+MERGE_SUFFIX = "+merge"
+_MERGE_FACTORIES: dict[str, Callable[..., contextlib.AbstractAsyncContextManager[ASGIApp]]] = {
+    "ours-redis-sync": _ours_redis_sync,
+    "ours-redis-async": _ours_redis_async,
+    "ours-memcache": _ours_memcache,
+    "ours-aiomemcache": _ours_aiomemcache,
+    "ours-file": _ours_file,
+    "ours-sqlite-sync": _ours_sqlite_sync,
+    "ours-sqlite-async": _ours_sqlite_async,
+    "ours-memory": _ours_memory,
+}
+MERGE_BACKENDS = tuple(_MERGE_FACTORIES)
+"""The contenders measured again with ``concurrency="merge"`` (``read_for_update`` + ``compare_and_swap``)."""
+
+
+def _merge_variant(name: str) -> Contender:
+    default = CONTENDERS[name]
+    factory: Factory = functools.partial(_MERGE_FACTORIES[name], concurrency="merge")
+    return Contender(
+        name + MERGE_SUFFIX, default.family, default.store, factory, f"{default.notes}, concurrency='merge'"
+    )
+
+
+MERGE_CONTENDERS: dict[str, Contender] = {c.name: c for c in map(_merge_variant, MERGE_BACKENDS)}

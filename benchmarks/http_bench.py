@@ -53,23 +53,18 @@ def wrk_path() -> str:
 
 @dataclass(frozen=True)
 class Served:
-    """One HTTP contender: a label, the contender served, a prototype to patch in (or none), and
-    the thread count of the package's sync bridge (``None``: the package's own)."""
+    """One HTTP contender: a label, the contender served, and the thread count of the package's
+    sync bridge (``None``: the package's own)."""
 
     label: str
     contender: str
-    prototype: str | None = None
     bridge_threads: int | None = None
 
 
 @contextmanager
-def serve(
-    contender: str, stores: Stores, prototype: str | None = None, bridge_threads: int | None = None
-) -> Iterator[int]:
+def serve(contender: str, stores: Stores, bridge_threads: int | None = None) -> Iterator[int]:
     """Run ``benchmarks.serve`` for ``contender`` and yield its port once it answers."""
     argv = [sys.executable, "-m", "benchmarks.serve", contender, "--workdir", str(stores.workdir)]
-    if prototype:
-        argv += ["--prototype", prototype]
     if bridge_threads is not None:
         argv += ["--bridge-threads", str(bridge_threads)]
     if stores.redis_url:
@@ -173,7 +168,7 @@ def run_http(contenders: Sequence[Served], stores: Stores, settings: WrkSettings
     runs: dict[str, list[dict[str, float]]] = {item.label: [] for item in contenders}
     for _ in range(settings.rounds):
         for item in contenders:
-            with serve(item.contender, stores, item.prototype, item.bridge_threads) as port:
+            with serve(item.contender, stores, item.bridge_threads) as port:
                 cookie = seed_cookie(port)
                 run_wrk(port, "/read", cookie, settings.warmup_seconds, settings)
                 runs[item.label].append(run_wrk(port, "/read", cookie, settings.seconds, settings))

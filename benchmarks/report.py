@@ -1,8 +1,10 @@
-"""Turning a run's results into tables (terminal and Markdown), the target checks, and the chart."""
+"""Turning a run's results into tables (terminal and Markdown), the target checks, the chart, and
+the generated part of ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,14 @@ SERVER_SIDE_OURS = (
 )
 EXPECTED_ROUND_TRIPS = {"read": 1.0, "write": 2.0, "new": 1.0, "no-touch": 0.0}
 EXPECTED_WRITES = {"read": 0.0, "write": 1.0, "new": 1.0, "no-touch": 0.0}
-_WRITE_COMMANDS = frozenset({"SET", "SETEX", "DEL", "EXPIRE", "set", "delete", "touch"})
+#: Merge mode: a write's load is its read for update (the version to compare); then one compare-and-swap.
+EXPECTED_MERGE_ROUND_TRIPS = {"read": 1.0, "write": 2.0, "new": 1.0}
+_WRITE_COMMANDS = frozenset(
+    {"SET", "SETEX", "DEL", "EXPIRE", "EVAL", "EVALSHA", "set", "cas", "delete", "touch"}
+)
+MERGE_SUFFIX = "+merge"
+GENERATED_START = "<!-- generated:start -->"
+GENERATED_END = "<!-- generated:end -->"
 
 
 @dataclass(frozen=True)
@@ -85,24 +94,6 @@ def evaluate_targets(results: Results) -> list[Target]:
         _median(results, "starlette_052", "read", "starlette"),
     )
     add("cookie read / Starlette 0.52 (both on Starlette 0.52)", cookie_052, "<= 0.6", lambda v: v <= 0.6)
-    add(
-        "cookie read with all prototypes / Starlette 0.52 (both on Starlette 0.52)",
-        _ratio(
-            _median(results, "starlette_052", "prototypes_read", "ours-cookie + all prototypes"),
-            _median(results, "starlette_052", "prototypes_read", "starlette"),
-        ),
-        "<= 0.6",
-        lambda v: v <= 0.6,
-    )
-    add(
-        "cookie read with all prototypes / Starlette 1.x",
-        _ratio(
-            _get(results, "prototypes", "cookie_app", "read", "both + decode cache", "median_us"),
-            _get(results, "prototypes", "cookie_app", "read", "starlette (reference)", "median_us"),
-        ),
-        "<= 1.0",
-        lambda v: v <= 1.0,
-    )
     starlette_read = _median(results, "inprocess", "read", "starlette")
     add(
         "cookie read / Starlette 1.x",
@@ -132,15 +123,6 @@ def evaluate_targets(results: Results) -> list[Target]:
         ">= 4000",
         lambda v: v >= 4000,
     )
-    slow_bridges = _get(results, "prototypes", "redis_sync_app", "read-c64 at 1.3 ms, req/s") or {}
-    for label, value in slow_bridges.items():
-        if label.startswith("run_in_executor"):
-            add(
-                f"1.3 ms store: ours-redis-sync with {label} (prototype), 64 concurrent reads (req/s)",
-                value.get("requests_per_s"),
-                ">= 4000",
-                lambda v: v >= 4000,
-            )
     rtt = _get(results, "latency", "rtt_ms", "memcached")
     memcache_rps = _get(results, "latency", "read-c64", "ours-memcache", "requests_per_s")
     if rtt:
@@ -151,27 +133,70 @@ def evaluate_targets(results: Results) -> list[Target]:
             f">= {floor} (half of one round trip at a time: no collapse)",
             lambda v: v >= floor,
         )
+
+    def commands_target(
+        label: str, commands: dict[str, float] | None, expected: float, writes: float
+    ) -> None:
+        total, written = _total(commands), _writes(commands)
+        exact = (
+            total is not None
+            and written is not None
+            and abs(total - expected) < 0.01
+            and abs(written - writes) < 0.01
+        )
+        add(label, total, f"== {expected:g} ({writes:g} write)", _always(exact))
+
     for name in SERVER_SIDE_OURS:
         counts = _get(results, "roundtrips", name)
         if counts is None:
             continue
         for workload, expected in EXPECTED_ROUND_TRIPS.items():
-            commands = counts.get(workload)
-            total, writes = _total(commands), _writes(commands)
-            exact = (
-                total is not None
-                and writes is not None
-                and abs(total - expected) < 0.01
-                and abs(writes - EXPECTED_WRITES[workload]) < 0.01
-            )
-            add(
+            commands_target(
                 f"{name} {workload}: store commands per request",
-                total,
-                f"== {expected:g} ({EXPECTED_WRITES[workload]:g} write)",
-                _always(exact),
+                counts.get(workload),
+                expected,
+                EXPECTED_WRITES[workload],
             )
+    for name, counts in (_get(results, "merge", "roundtrips") or {}).items():
+        if not name.endswith(MERGE_SUFFIX):
+            continue
+        for workload, expected in EXPECTED_MERGE_ROUND_TRIPS.items():
+            commands_target(
+                f"{name} {workload}: store commands per request",
+                counts.get(workload),
+                expected,
+                EXPECTED_WRITES[workload],
+            )
+    stores = _get(results, "outage", "stores") or {}
+    if stores:
+        phases = [
+            (store, mode, phase, data)
+            for store, per_store in stores.items()
+            for mode, per_mode in per_store["modes"].items()
+            for phase, data in per_mode.items()
+        ]
+        add(
+            "store outages: hung requests (no answer within 30 s), all stores and modes",
+            float(sum(data["hung"] for *_, data in phases)),
+            "== 0",
+            lambda v: v == 0,
+        )
+        lost = sum(stores[store]["sessions"] - data["intact_after"] for store, _, _, data in phases)
+        add(
+            "store outages: sessions written before an outage that did not read back intact after it",
+            float(lost),
+            "== 0",
+            lambda v: v == 0,
+        )
+        recoveries = [data["recovery_ms"] for *_, data in phases]
+        add(
+            "store outages: every store answered 200 again after it came back (outages without)",
+            float(sum(1 for r in recoveries if r is None)),
+            "== 0",
+            lambda v: v == 0,
+        )
     starsessions = _get(results, "http", "starsessions-redis", "requests_per_s")
-    for name in ("ours-redis-async", "ours-redis-sync", "ours-redis-sync + executor bridge"):
+    for name in ("ours-redis-async", "ours-redis-sync"):
         add(
             f"HTTP {name} / starsessions-redis (req/s)",
             _ratio(_get(results, "http", name, "requests_per_s"), starsessions),
@@ -200,9 +225,9 @@ def _commands(commands: dict[str, float] | None) -> str:
     return " + ".join(f"{v:g} {k}" for k, v in commands.items())
 
 
-def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
+def tables(results: Results) -> list[Table]:
     """Return ``(title, header, rows)`` for each table of the run."""
-    out: list[tuple[str, list[str], list[list[str]]]] = []
+    out: list[Table] = []
     inprocess = results.get("inprocess", {})
     if all(workload in inprocess for workload in WORKLOAD_ORDER):
         out.append(summary_table(results))
@@ -264,21 +289,6 @@ def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
                         _fmt(_ratio(timing["median_us"], starlette), 2),
                     ]
                 )
-        for name, timing in compat.get("prototypes_read", {}).items():
-            rows.append(
-                [
-                    "read (prototypes run)",
-                    name,
-                    _fmt(timing["median_us"]),
-                    _fmt(
-                        _ratio(
-                            timing["median_us"],
-                            _median(results, "starlette_052", "prototypes_read", "starlette"),
-                        ),
-                        2,
-                    ),
-                ]
-            )
         out.append(
             (
                 f"Starlette {compat.get('starlette_version', '0.52')} venv, in-process",
@@ -331,38 +341,8 @@ def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
                 rows,
             )
         )
-    prototypes = results.get("prototypes", {})
-    for section, title in (
-        ("codec", "Prototype: cookie codec, µs per call"),
-        ("bridge", "Prototype: thread bridge, one trivial call"),
-    ):
-        data = prototypes.get(section)
-        if data:
-            keys = list(next(iter(data.values())).keys())
-            rows = [[name, *(_fmt(value[k], 2) for k in keys)] for name, value in data.items()]
-            out.append((title, ["variant", *keys], rows))
-    clients = prototypes.get("clients")
-    if clients:
-        out.append(
-            (
-                "Floor: one GET through the store client alone, median µs",
-                ["client call", "median µs"],
-                [[name, _fmt(value)] for name, value in clients.items()],
-            )
-        )
-    for section, title in (
-        ("cookie_app", "Prototype: ours-cookie with FastSignedCodec / LazyCompareSession, median µs"),
-        ("redis_async_app", "Prototype: ours-redis-async with LazyCompareSession, median µs"),
-        ("redis_sync_app", "Prototype: ours-redis-sync with the executor bridge"),
-    ):
-        data = prototypes.get(section)
-        if data:
-            rows = [
-                [workload, name, _fmt(value.get("median_us", value.get("requests_per_s")))]
-                for workload, per_variant in data.items()
-                for name, value in per_variant.items()
-            ]
-            out.append((title, ["workload", "variant", "median µs or req/s"], rows))
+    out.extend(merge_tables(results))
+    out.extend(outage_tables(results))
     targets = results.get("targets", [])
     if targets:
         rows = [
@@ -378,7 +358,7 @@ def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
     return out
 
 
-def summary_table(results: Results) -> tuple[str, list[str], list[list[str]]]:
+def summary_table(results: Results) -> Table:
     """One row per contender: every workload's median, the main ratios and the store commands."""
     inprocess = results["inprocess"]
     starlette_read = _median(results, "inprocess", "read", "starlette")
@@ -411,6 +391,94 @@ def summary_table(results: Results) -> tuple[str, list[str], list[list[str]]]:
     return "In-process, median µs per request (summary)", header, rows
 
 
+Table = tuple[str, list[str], list[list[str]]]
+
+
+def merge_tables(results: Results) -> list[Table]:
+    """Default mode against ``concurrency="merge"``: the write's time and every workload's commands."""
+    merge = results.get("merge")
+    if not merge:
+        return []
+    rows = []
+    for name in merge["backends"]:
+        default = _get(merge, "write", name, "median_us")
+        merged = _get(merge, "write", name + MERGE_SUFFIX, "median_us")
+        commands = [
+            " / ".join(_commands(_get(merge, "roundtrips", variant, w)) for w in ("read", "write", "new"))
+            if _get(merge, "roundtrips", variant) is not None
+            else "-"
+            for variant in (name, name + MERGE_SUFFIX)
+        ]
+        rows.append(
+            [
+                name,
+                _fmt(default),
+                _fmt(merged),
+                _fmt(None if default is None or merged is None else merged - default),
+                _fmt(_ratio(merged, default), 2),
+                *commands,
+            ]
+        )
+    header = [
+        "backend",
+        "write µs, default",
+        "write µs, merge",
+        "merge - default, µs",
+        "merge ÷ default",
+        "commands per request, default: read / write / new",
+        "same, merge",
+    ]
+    return [("Merge mode: the write of an existing session, median µs per request", header, rows)]
+
+
+def outage_tables(results: Results) -> list[Table]:
+    """One row per store, mode and phase of ``benchmarks.outage``."""
+    outage = results.get("outage")
+    if not outage or not outage.get("stores"):
+        return []
+    settings = outage["settings"]
+    rows = []
+    for store, per_store in outage["stores"].items():
+        for mode, per_mode in per_store["modes"].items():
+            for phase, data in per_mode.items():
+                statuses = ", ".join(f"{n} x {status}" for status, n in data["statuses"].items())
+                label = "1 at a time" if phase == "sequential" else f"{settings['concurrency']} at a time"
+                rows.append(
+                    [
+                        f"{store} ({per_store['client']})",
+                        mode,
+                        label,
+                        _fmt(data["median_ms"], 2),
+                        _fmt(data["p99_ms"], 0),
+                        _fmt(data["max_ms"], 0),
+                        statuses or "-",
+                        str(data["hung"]),
+                        _fmt(data["recovery_ms"], 0),
+                        str(data["recovery_attempts"]),
+                        f"{data['intact_after']}/{per_store['sessions']}",
+                    ]
+                )
+    title = (
+        f"Store outages: {settings['requests']} requests per phase through a cut proxy, in-process, "
+        f"store_timeout={settings['store_timeout']:g} s, breaker {settings['breaker_threshold']} failures / "
+        f"{settings['breaker_cooldown']:g} s (the defaults)"
+    )
+    header = [
+        "store",
+        "outage",
+        "requests",
+        "median ms",
+        "p99 ms",
+        "max ms",
+        "statuses",
+        "hung",
+        "recovery ms",
+        "requests until 200",
+        "sessions intact",
+    ]
+    return [(title, header, rows)]
+
+
 def render_text(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Render one table for the terminal."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
@@ -434,6 +502,84 @@ def write_outputs(results: Results, json_path: Path, markdown_path: Path) -> Non
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     markdown = "\n\n".join(render_markdown(*table) for table in tables(results))
     markdown_path.write_text(markdown + "\n")
+
+
+def _versions(meta: dict[str, Any], *keys: str) -> str:
+    return " / ".join(str(meta.get(key) or "-") for key in keys)
+
+
+def meta_table(results: Results) -> str:
+    """The run's machine, versions and date as a two-column Markdown table."""
+    meta = results.get("meta", {})
+    compat = results.get("starlette_052", {})
+    commit = str(meta.get("git_commit") or "-") + (
+        " with uncommitted changes" if meta.get("git_dirty") else ""
+    )
+    rows = [
+        ("date", str(meta.get("date", "-"))),
+        ("run", f"{meta.get('plan', 'full')} ({meta.get('seconds', '-')} s)"),
+        ("machine", f"{meta.get('cpu_count', '?')} cores (`os.cpu_count()`), {meta.get('cpu_model', '?')}"),
+        ("OS", str(meta.get("platform", "-"))),
+        ("Python", f"{meta.get('implementation', '')} {meta.get('python', '')}"),
+        ("this package", f"starlette-session {meta.get('package_version', '-')} (commit {commit})"),
+        (
+            "Starlette",
+            str(meta.get("starlette", "-"))
+            + (
+                f", and {compat['starlette_version']} in a second venv"
+                if compat.get("starlette_version")
+                else ""
+            ),
+        ),
+        ("itsdangerous / anyio", _versions(meta, "itsdangerous", "anyio")),
+        ("redis-py / Redis server", _versions(meta, "redis", "redis_server")),
+        (
+            "pymemcache / aiomcache / memcached",
+            _versions(meta, "pymemcache", "aiomcache", "memcached_server"),
+        ),
+        ("SQLAlchemy / aiosqlite / SQLite", _versions(meta, "sqlalchemy", "aiosqlite", "sqlite")),
+        ("psycopg / asyncpg / PostgreSQL", _versions(meta, "psycopg", "asyncpg", "postgres_server")),
+        ("starsessions", _versions(meta, "starsessions")),
+        ("uvicorn / uvloop / httptools / wrk", _versions(meta, "uvicorn", "uvloop", "httptools", "wrk")),
+    ]
+    lines = ["| | |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in rows]
+    return "\n".join(lines)
+
+
+def render_generated(results: Results, chart: str | None) -> str:
+    """The generated part of the docs page: the run's facts, the chart and every table."""
+    meta = results.get("meta", {})
+    parts = [
+        f"Generated by `bash scripts/bench.sh` ({meta.get('plan', 'full')} run) on "
+        f"{str(meta.get('date', ''))[:10]}; the benchmark command rewrites everything between the "
+        "`generated` markers of this page, so edit `benchmarks/report.py`, not this part.",
+        meta_table(results),
+    ]
+    if chart:
+        parts.append(f"![Benchmark chart]({chart})")
+    parts += [render_markdown(*table) for table in tables(results)]
+    return "\n\n".join(parts)
+
+
+def write_docs_page(results: Results, page: Path, chart: Path | None = None) -> None:
+    """Replace the part of ``page`` between the ``generated`` markers with this run's tables.
+
+    Raises:
+        ValueError: the page lacks the markers (add them where the tables belong).
+    """
+    text = page.read_text()
+    pattern = re.compile(re.escape(GENERATED_START) + r".*?" + re.escape(GENERATED_END), re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"{page} has no {GENERATED_START} ... {GENERATED_END} block")
+    link = None
+    if chart is not None:
+        try:
+            link = chart.resolve().relative_to(page.resolve().parent).as_posix()
+        except ValueError:
+            link = None  # a chart outside the docs cannot be linked from the page
+    block = f"{GENERATED_START}\n\n{render_generated(results, link)}\n\n{GENERATED_END}"
+    page.write_text(pattern.sub(lambda _: block, text, count=1))
 
 
 # -- chart -----------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Serve one contender with uvicorn (one worker) on a free port of 127.0.0.1, for the HTTP benchmark.
 
     python -m benchmarks.serve CONTENDER --workdir DIR [--redis-url URL] [--memcached HOST:PORT]
-                               [--prototype executor-bridge] [--bridge-threads N]
+                               [--bridge-threads N]
 
 Prints the port once it listens, then serves until SIGTERM. The contender's clients are
 opened at lifespan start-up, inside uvicorn's event loop, and closed at shutdown.
@@ -55,11 +55,6 @@ def main() -> None:
     parser.add_argument("--redis-url")
     parser.add_argument("--memcached", help="HOST:PORT")
     parser.add_argument(
-        "--prototype",
-        choices=["executor-bridge"],
-        help="serve with a prototype of benchmarks.prototypes patched in",
-    )
-    parser.add_argument(
         "--bridge-threads",
         type=int,
         help="threads of the package's sync bridge (starlette_session._bridge.MAX_THREADS)",
@@ -86,13 +81,7 @@ def main() -> None:
         lifespan="on",
         backlog=1024,
     )
-    patch: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-    if args.prototype == "executor-bridge":
-        from benchmarks.prototypes import executor_bridge_patch  # noqa: PLC0415
-
-        patch = executor_bridge_patch()
-    with patch:
-        uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -4,6 +4,11 @@ A workload's store round trips per request are ``(after - before) / requests``, 
 The counters come over plain sockets, so no client library is involved in counting, and
 the probe's own commands are left out (``INFO`` on Redis; memcached's ``stats`` is not
 counted by memcached).
+
+Two quirks of the servers' counters are undone here: Redis also counts the commands a Lua
+script runs (``fold_redis_scripts``), and memcached counts ``set``, ``add``, ``replace`` and
+``cas`` together in ``cmd_set`` and ``get`` with ``gets`` in ``cmd_get`` (``cas`` is taken
+out of ``set`` from its own counters).
 """
 
 from __future__ import annotations
@@ -17,9 +22,15 @@ _REDIS_IGNORED = frozenset({"info", "hello", "client|setinfo", "client|setname",
 MEMCACHED_COUNTERS = {
     "get": ("cmd_get",),
     "set": ("cmd_set",),
+    "cas": ("cas_hits", "cas_misses", "cas_badval"),
     "delete": ("delete_hits", "delete_misses"),
     "touch": ("cmd_touch",),
 }
+"""Our name of each command -> memcached's counters summed for it (``get`` includes ``gets``;
+``set`` includes ``add`` and ``replace``; ``cas`` is subtracted from ``set``)."""
+
+#: The compare-and-set script of the Redis backends runs one GET and, when it swaps, one SET.
+_REDIS_SCRIPT_COMMANDS = ("GET", "SET")
 
 
 def _read_until(sock: socket.socket, terminator: bytes) -> bytes:
@@ -73,9 +84,26 @@ def memcached_stats(address: tuple[str, int]) -> Counter[str]:
         parts = line.split()
         if len(parts) == 3 and parts[0] == "STAT" and parts[2].isdigit():
             stats[parts[1]] = int(parts[2])
-    return Counter(
+    counts = Counter(
         {name: sum(stats.get(key, 0) for key in keys) for name, keys in MEMCACHED_COUNTERS.items()}
     )
+    counts["set"] -= counts["cas"]  # cmd_set counts cas commands too
+    return counts
+
+
+def fold_redis_scripts(before: Counter[str], after: Counter[str]) -> Counter[str]:
+    """Return ``after`` without the commands that ``EVAL`` scripts ran since ``before``.
+
+    Redis counts a script's ``redis.call`` commands in ``INFO commandstats`` as if clients had
+    sent them. The merge mode's compare-and-set script runs one ``GET`` and, when the record is
+    still the one read, one ``SET``; the benchmark's requests never conflict (one at a time),
+    so every ``EVAL`` swapped and one ``GET`` and one ``SET`` per ``EVAL`` are taken out.
+    """
+    scripts = (after["EVAL"] - before["EVAL"]) + (after["EVALSHA"] - before["EVALSHA"])
+    folded = Counter(after)
+    for name in _REDIS_SCRIPT_COMMANDS:
+        folded[name] -= scripts
+    return folded
 
 
 def per_request(before: Counter[str], after: Counter[str], requests: int) -> dict[str, float]:

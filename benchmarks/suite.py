@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from benchmarks.contenders import COOKIE_NAME, Contender, Stores
 from benchmarks.harness import ASGIApp, Budget, Caller, Throughput, Timing, time_concurrent, time_sequential
-from benchmarks.store_stats import memcached_stats, per_request, redis_commandstats
+from benchmarks.store_stats import fold_redis_scripts, memcached_stats, per_request, redis_commandstats
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,8 @@ async def count_round_trips(
     """Count the store commands each request sends, from the server's own counters.
 
     Only contenders on Redis or memcached are counted; nothing else may use those servers
-    meanwhile.
+    meanwhile. The commands of Redis scripts are not counted as round trips
+    (``store_stats.fold_redis_scripts``).
 
     Returns:
         ``{contender: {workload: {COMMAND: calls per request}}}``.
@@ -174,7 +175,10 @@ async def count_round_trips(
             before = snapshot()
             for _ in range(requests):
                 await call()
-            per_workload[workload.name] = per_request(before, snapshot(), requests)
+            after = snapshot()
+            if store == "redis":
+                after = fold_redis_scripts(before, after)
+            per_workload[workload.name] = per_request(before, after, requests)
         results[item.name] = per_workload
     return results
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The whole benchmark in one command: bash scripts/bench.sh [--quick] [--no-http]
+# The whole benchmark in one command: bash scripts/bench.sh [--quick] [--no-http] [--no-outage]
+# (--setup-only: make the venvs and stop; BENCH_QUICK=1 is --quick)
 #
 # Sets up (or reuses) two venvs and the peers to compare with, then runs `python -m benchmarks`:
 #   .venv-bench      this package with [all,bench] extras, starsessions, uvicorn + uvloop + httptools,
-#                    pytest (tests/servers.py starts the real Redis and memcached), pyinstrument
+#                    pytest (tests/servers.py starts the real Redis, memcached and PostgreSQL),
+#                    pyinstrument
 #   .venv-bench-052  this package on Starlette 0.52.1, for the "x Starlette 0.52" ratio
 #   benchmarks/.vendor-043  the starlette-session 0.4.3 wheel, unpacked: its import name is ours,
 #                    so the benchmark loads it under another name (benchmarks/contenders.py)
-# Needs redis-server and memcached (installed by scripts/install-servers.sh when missing) and wrk
-# (installed here when root).
-# Writes benchmarks/results/latest.{json,md} and docs/img/benchmarks.png.
+# Needs redis-server, memcached and PostgreSQL (installed by scripts/install-servers.sh when
+# missing) and wrk (installed here when root).
+# Writes benchmarks/results/latest.{json,md}, docs/img/benchmarks.png and the generated part of
+# docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +27,15 @@ fi
     exit 1
 }
 
-if ! command -v redis-server >/dev/null || ! command -v memcached >/dev/null; then
+setup_only=0
+args=()
+for arg in "$@"; do
+    if [[ "$arg" == --setup-only ]]; then setup_only=1; else args+=("$arg"); fi
+done
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then args+=(--quick); fi
+
+if ! command -v redis-server >/dev/null || ! command -v memcached >/dev/null ||
+    ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     bash scripts/install-servers.sh # installs as root (or with sudo); says what to do otherwise
 fi
 
@@ -70,4 +81,5 @@ if [[ ! -f "$vendor/starlette_session/__init__.py" ]]; then
     rm -rf "$download"
 fi
 
-exec .venv-bench/bin/python -m benchmarks run --compat-python .venv-bench-052/bin/python "$@"
+if ((setup_only)); then exit 0; fi
+exec .venv-bench/bin/python -m benchmarks run --compat-python .venv-bench-052/bin/python ${args[@]+"${args[@]}"}
