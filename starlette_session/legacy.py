@@ -31,7 +31,7 @@ from typing import Any
 from starlette_session.backends.base import DEFAULT_KEY_PREFIX, backend_error
 from starlette_session.exceptions import ConfigurationError, MissingDependencyError
 from starlette_session.expiry import DEFAULT_FALLBACK_TTL
-from starlette_session.ids import is_valid_session_id
+from starlette_session.ids import is_valid_session_id, private_id
 
 __all__ = [
     "MAX_043_RECORD_BYTES",
@@ -162,9 +162,10 @@ def is_043_session_id(value: object) -> bool:
 def new_key_for(key_prefix: str, session_id: str) -> str:
     """Return the Redis key this package stores ``session_id`` under with ``key_prefix``.
 
-    The one place the migration forms a new key; it must agree with the Redis backend's.
+    The one place the migration forms a new key; it agrees with the Redis backend's default
+    (``hash_ids=True``): the prefix and the private id, the hash of the public one.
     """
-    return key_prefix + session_id
+    return key_prefix + private_id(session_id)
 
 
 @dataclass

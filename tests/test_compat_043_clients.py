@@ -103,17 +103,13 @@ async def test_a_logout_is_one_get_and_one_delete(client: fakeredis.FakeRedis, m
 
 
 # MockMemcacheClient.set encodes a str value to bytes *before* its serde sees it (the real
-# pymemcache client calls the serde first). The backend hands MemcacheJSONSerde the session as
-# text, chosen by a round trip through the serde alone, so on the mock the serde gets bytes and
-# json.dumps raises TypeError, which is not one of the backend's store errors: a 500.
-MOCK_ENCODES_FIRST = pytest.mark.xfail(
-    strict=True, raises=TypeError, reason="MockMemcacheClient encodes str before its serde (reported)"
-)
+# pymemcache client calls the serde first), so with MemcacheJSONSerde the backend hands it the
+# session dict instead of its text.
 
 
 @pytest.mark.parametrize(
     "serde",
-    [None, pytest.param(MemcacheJSONSerde(), marks=MOCK_ENCODES_FIRST)],
+    [None, MemcacheJSONSerde()],
     ids=["default-serde", "MemcacheJSONSerde"],
 )
 async def test_mock_memcache_client_end_to_end(serde: Any) -> None:

@@ -8,6 +8,7 @@ the migration runs against a real Redis server, in a database of its own.
 from __future__ import annotations
 
 import copyreg
+import hashlib
 import json
 import logging
 import os
@@ -280,7 +281,7 @@ def test_is_043_session_id() -> None:
 
 
 def test_new_key_for() -> None:
-    assert new_key_for(PREFIX, "abc") == PREFIX + "abc"
+    assert new_key_for(PREFIX, "abc") == PREFIX + "2-" + hashlib.sha256(b"abc").hexdigest()
 
 
 # -- migrate_043_redis on a real Redis -------------------------------------------------------
@@ -419,7 +420,7 @@ def test_batches_and_progress(client: redis.Redis) -> None:
 def test_another_key_prefix(client: redis.Redis) -> None:
     session_id = write_043(client, {"a": 1})
     assert migrate_043_redis(client, key_prefix="app:s:") == Counts(converted=1)
-    assert client.get("app:s:" + session_id) == b'{"a": 1}'
+    assert client.get(new_key_for("app:s:", session_id)) == b'{"a": 1}'
 
 
 @pytest.mark.anyio

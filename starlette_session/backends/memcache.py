@@ -128,6 +128,9 @@ class _Form(Enum):
 
     BYTES = "bytes"  # no serde, pymemcache's serdes (pickle, compressed) and any pass-through
     TEXT = "text"  # MemcacheJSONSerde (0.4.3): str is stored as is with flag 1, bytes are refused
+    # A duck-typed client with a text-only serde (pymemcache's MockMemcacheClient encodes str to
+    # bytes before its serde sees it): hand the serde the session dict, read back as that dict.
+    DICT = "dict"
 
 
 def _wire(value: object) -> bytes | None:
@@ -237,6 +240,8 @@ class MemcacheBackend(SessionBackend):
         self.key_prefix = _check_prefix(key_prefix, client_prefix, "MemcacheBackend")
         self._keys = _KeyMaker(key_prefix, MAX_KEY_BYTES - len(client_prefix) - len(key_prefix))
         self._form = self._choose_form(_serdes(client, hash_cls))
+        if self._form is _Form.TEXT and not isinstance(client, (client_cls, pooled_cls, hash_cls)):
+            self._form = _Form.DICT
         # Only pooled clients are safe to share between worker threads; others get a lock.
         pooled = isinstance(client, pooled_cls) or getattr(client, "use_pooling", False) is True
         self._lock = None if pooled else threading.Lock()
@@ -418,9 +423,11 @@ class MemcacheBackend(SessionBackend):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _to_client(self, data: bytes) -> bytes | str:
+    def _to_client(self, data: bytes) -> bytes | str | dict[str, Any]:
         if self._form is _Form.BYTES:
             return data
+        if self._form is _Form.DICT:
+            return self.serializer.loads(data)
         try:
             return data.decode("ascii")
         except UnicodeDecodeError:
