@@ -203,6 +203,9 @@ def engine_for_url(url: str | URL, options: dict[str, Any]) -> Engine | AsyncEng
             "an in-memory SQLite database cannot hold sessions (each connection gets its own "
             "empty database); use a file, e.g. 'sqlite:///sessions.db'"
         )
+    # SQLAlchemy's error texts list the statement's parameters, which include the session's
+    # key: an engine made here keeps them out (an engine the user passes decides for itself).
+    options.setdefault("hide_parameters", True)
     if is_async:
         return create_async_engine(parsed, **options)
     return create_engine(parsed, **options)
