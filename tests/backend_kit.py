@@ -27,16 +27,16 @@ import redis.cluster
 from pymemcache.client.base import Client as MemcacheClient
 from pymemcache.client.hash import HashClient
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from examples.custom_backend import DictBackend
-from starlette_session import SessionBackend, SessionMiddleware, regenerate_session
+from starlette_session import SessionBackend, regenerate_session
 from starlette_session.backends import BackendType, create_backend
 from starlette_session.backends.base import DictBackendAdapter
 from starlette_session.backends.sqlalchemy import SQLAlchemyBackend
+from tests import helpers
 
 SECRET = "contract-secret"
 Factory = Callable[
@@ -204,17 +204,15 @@ async def login(request: Request) -> Response:
 
 def make_app(store: SessionBackend, routes: Sequence[BaseRoute] = (), **options: Any) -> Starlette:
     """The contract's app on ``store``, with ``routes`` added; ``options`` go to the middleware."""
-    return Starlette(
-        routes=[
-            Route("/write", write, methods=["POST"]),
-            Route("/read", read),
-            Route("/append", append),
-            Route("/clear", clear),
-            Route("/login", login),
-            *routes,
-        ],
-        middleware=[Middleware(SessionMiddleware, secret_key=SECRET, backend=store, **options)],
-    )
+    contract_routes = [
+        Route("/write", write, methods=["POST"]),
+        Route("/read", read),
+        Route("/append", append),
+        Route("/clear", clear),
+        Route("/login", login),
+        *routes,
+    ]
+    return helpers.make_app(contract_routes, secret_key=SECRET, backend=store, **options)
 
 
 def client_for(app: Starlette) -> httpx.AsyncClient:

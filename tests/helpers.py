@@ -1,4 +1,4 @@
-"""Helpers shared by the middleware tests: requests through an ASGI app, cookies, a demo app.
+"""Helpers shared by the tests: requests through an ASGI app, cookies, a demo app, a fake clock.
 
 HTTP goes through ``httpx.AsyncClient`` + ``httpx.ASGITransport`` (works with every supported
 Starlette, unlike ``TestClient``, which needs a different httpx per Starlette version). A new
@@ -9,8 +9,9 @@ tests send the Cookie header they mean to send. WebSockets are driven with raw A
 from __future__ import annotations
 
 import json
+import socket
 from base64 import b64decode, b64encode
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -31,6 +32,33 @@ BASE_URL = "http://testserver"
 CLEARED = "expires=Thu, 01 Jan 1970 00:00:00 GMT"
 
 Headers = Sequence[tuple[str | bytes, str | bytes]]
+T0 = 1_700_000_000.0
+"""The fake clock's default start, a Unix time."""
+
+
+class FakeClock:
+    """A settable Unix clock; ``hook`` runs on the call numbered ``hook_at`` (1-based)."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+        self.calls = 0
+        self.hook: Callable[[], None] | None = None
+        self.hook_at = 1
+
+    def __call__(self) -> float:
+        self.calls += 1
+        if self.hook is not None and self.calls == self.hook_at:
+            hook, self.hook = self.hook, None
+            hook()
+        return self.now
+
+
+def closed_port() -> int:
+    """Return a port on 127.0.0.1 that nothing listens on (bound, then released): connecting is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 async def request(

@@ -9,6 +9,8 @@ directory, with no persistence. Two ways to use them:
 * as plain context managers (``start_redis()``, ``start_redis_cluster()``, ``start_memcached()``,
   ``start_postgres()``) from benchmarks and end-to-end scripts.
 
+``serve_uvicorn()`` runs one of the test apps under uvicorn the same way, for the end-to-end tests.
+
 A missing server binary is an error that says how to install it, never a skip: a backend that was
 not tested must not look as if it passed.
 """
@@ -28,11 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "postgres_dsn",
     "redis_cluster_nodes",
     "redis_url",
+    "serve_uvicorn",
     "start_memcached",
     "start_postgres",
     "start_redis",
@@ -63,6 +67,9 @@ INSTALL_HINT = (
     "(or: apt-get install redis-server redis-tools memcached postgresql)."
 )
 LOG_TAIL_LINES = 40
+UVICORN_START_TIMEOUT = 30.0
+"""Seconds uvicorn gets to answer ``GET /health``."""
+_REPO = Path(__file__).resolve().parent.parent
 
 _PR_SET_PDEATHSIG = 1
 
@@ -271,6 +278,86 @@ def _wait_ready(
             pass  # not listening yet
         time.sleep(0.05)
     raise ServerError(f"not ready on port {port} after {timeout:g} s")
+
+
+@contextlib.contextmanager
+def serve_uvicorn(
+    app: str, log_path: Path, *options: str, env: Mapping[str, str] | None = None
+) -> Iterator[int]:
+    """Run ``uvicorn <app> <options>`` from the repository root on a free port; yield the port.
+
+    Args:
+        app: the ``module:attribute`` to serve; it must answer ``GET /health`` with 200.
+        log_path: uvicorn's output is appended here.
+        options: more uvicorn arguments (``--workers 2``).
+        env: the environment (default: this process's).
+
+    Raises:
+        AssertionError: uvicorn kept exiting on start-up, or did not answer in time.
+    """
+    for _attempt in range(START_ATTEMPTS):
+        port = _free_port()
+        argv = [sys.executable, "-m", "uvicorn", app, *options]
+        argv += ["--host", HOST, "--port", str(port), "--no-access-log"]
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                cwd=_REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed as one at teardown
+            )
+        try:
+            if _wait_uvicorn_ready(proc, f"http://{HOST}:{port}"):
+                break
+        except BaseException:
+            _stop_uvicorn(proc)
+            raise
+        _stop_uvicorn(proc)  # exited during start-up: most likely the port was taken meanwhile
+    else:
+        raise AssertionError(f"uvicorn kept exiting on start-up:\n{log_path.read_text(errors='replace')}")
+    try:
+        yield port
+    finally:
+        _stop_uvicorn(proc)
+
+
+def _stop_uvicorn(proc: subprocess.Popen[bytes]) -> None:
+    """Stop uvicorn and its workers: SIGTERM to the process group, SIGKILL if it lingers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            continue
+        break
+    # The workers are in the same group; make sure none outlived the parent.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _wait_uvicorn_ready(proc: subprocess.Popen[bytes], base_url: str) -> bool:
+    """Poll /health until it answers (True) or uvicorn exits (False).
+
+    Raises:
+        AssertionError: uvicorn did not answer within UVICORN_START_TIMEOUT seconds.
+    """
+    deadline = time.monotonic() + UVICORN_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with httpx.Client(timeout=2.0) as client:
+                if client.get(f"{base_url}/health").status_code == 200:
+                    return True
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.1)
+    raise AssertionError(f"uvicorn did not answer on {base_url} within {UVICORN_START_TIMEOUT:g} s")
 
 
 def _wait_until(what: str, check: Callable[[], bool], timeout: float = START_TIMEOUT) -> None:

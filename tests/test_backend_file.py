@@ -6,7 +6,6 @@ import fcntl
 import multiprocessing
 import os
 import stat
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,29 +16,12 @@ import pytest
 from starlette_session.backends import BackendType, backend_for_client, create_backend
 from starlette_session.backends.file import HEADER_MAGIC, FileBackend
 from starlette_session.exceptions import BackendError, ConfigurationError, StarletteSessionError
+from tests.helpers import T0, FakeClock
 
 pytestmark = pytest.mark.anyio
 
 SID = "abcdefghijklmnop0123456789_-ABCD"
 OTHER = "zyxwvutsrqponmlk9876543210-_ZYXW"
-T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """A settable clock; ``hook`` runs on the call numbered ``hook_at`` (1-based)."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-        self.calls = 0
-        self.hook: Callable[[], None] | None = None
-        self.hook_at = 1
-
-    def __call__(self) -> float:
-        self.calls += 1
-        if self.hook is not None and self.calls == self.hook_at:
-            hook, self.hook = self.hook, None
-            hook()
-        return self.now
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from starlette_session.expiry import MEMCACHED_MAX_RELATIVE
 from starlette_session.ids import new_session_id, private_id
 from starlette_session.interfaces import SessionBackend
 from starlette_session.serializers import JSON
+from tests.helpers import closed_port
 from tests.servers import start_memcached
 
 Address = tuple[str, int]
@@ -41,14 +42,6 @@ KINDS = ["client", "pooled", "hash", "from_servers", "aio"]
 
 def _client(address: Address, **options: Any) -> Client:
     return Client(address, connect_timeout=5, timeout=5, **options)
-
-
-def _closed_port() -> int:
-    # Bound then closed: nothing listens there, so connecting is refused.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _expiry_of(address: Address, key: str) -> int | None:
@@ -508,7 +501,7 @@ async def test_one_plain_client_serves_concurrent_requests(memcached_addresses: 
 
 @pytest.mark.anyio
 async def test_unreachable_server_raises_backend_error() -> None:
-    address = ("127.0.0.1", _closed_port())
+    address = ("127.0.0.1", closed_port())
     client = _client(address)  # default_noreply=True: 0.4.3 never noticed this
     backends: list[SessionBackend] = [
         MemcacheBackend(client),
@@ -568,7 +561,7 @@ async def test_value_refused_by_memcached_raises(memcached_addresses: list[Addre
 
 @pytest.mark.anyio
 async def test_hash_client_not_storing_during_its_retry_window_raises() -> None:
-    client = HashClient([("127.0.0.1", _closed_port())], retry_attempts=2, retry_timeout=60)
+    client = HashClient([("127.0.0.1", closed_port())], retry_attempts=2, retry_timeout=60)
     backend = MemcacheBackend(client)
     session_id = new_session_id()
     with pytest.raises(BackendError, match="failed to set a session"):

@@ -8,7 +8,6 @@ client, TTLs as Redis sees them, clients with ``decode_responses=True``, key pre
 from __future__ import annotations
 
 import pickle
-import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from starlette_session.backends.redis import (
 )
 from starlette_session.exceptions import BackendError, ConfigurationError, MissingDependencyError
 from starlette_session.ids import new_session_id
+from tests import helpers
 
 pytestmark = pytest.mark.anyio
 
@@ -170,10 +170,7 @@ async def async_cluster(
 @pytest.fixture
 def closed_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return helpers.closed_port()
 
 
 def _no_retry() -> Retry:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,12 +19,12 @@ import starlette_session.backends.sqlalchemy as sqlalchemy_backend_module
 from starlette_session.backends import BackendType, _sqlalchemy_table, backend_for_client, create_backend
 from starlette_session.backends.sqlalchemy import SessionModelMixin, SessionRecord, SQLAlchemyBackend
 from starlette_session.exceptions import BackendError, ConfigurationError, MissingDependencyError
+from tests.helpers import T0, FakeClock, closed_port
 
 pytestmark = pytest.mark.anyio
 
 SID = "abcdefghijklmnop0123456789_-ABCD"
 OTHER = "zyxwvutsrqponmlk9876543210-_ZYXW"
-T0 = 1_700_000_000.0
 
 ENGINES = ["sqlite", "aiosqlite", "psycopg", "asyncpg"]
 SCHEMES = {
@@ -34,16 +33,6 @@ SCHEMES = {
     "psycopg": "postgresql+psycopg",
     "asyncpg": "postgresql+asyncpg",
 }
-
-
-class FakeClock:
-    """A settable Unix clock."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -121,13 +110,6 @@ def count_rows(table: sa.Table) -> Callable[[sa.Connection], int]:
 
 def has_table(name: str) -> Callable[[sa.Connection], bool]:
     return lambda conn: sa.inspect(conn).has_table(name)
-
-
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # -- the store ---------------------------------------------------------------------------

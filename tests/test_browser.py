@@ -18,8 +18,6 @@ import html
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,8 +34,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.browser_app import MAX_COOKIE_SIZE, SECRET_KEY, VISIBLE_COOKIE, blob
 from tests.helpers import unsign_json
-from tests.servers import HOST
-from tests.test_multiworker import REPO, START_TRIES, _free_port, _stop, _wait_ready
+from tests.servers import HOST, serve_uvicorn
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -52,32 +49,8 @@ pytestmark = pytest.mark.slow
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """Serve tests/browser_app.py with uvicorn on 127.0.0.1; yield its port."""
     log_path = tmp_path_factory.mktemp("browser") / "uvicorn.log"
-    for _ in range(START_TRIES):
-        chosen = _free_port()
-        argv = [sys.executable, "-m", "uvicorn", "tests.browser_app:app", "--host", HOST]
-        argv += ["--port", str(chosen), "--no-access-log"]
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            if _wait_ready(proc, f"http://{HOST}:{chosen}"):
-                break
-        except BaseException:
-            _stop(proc)
-            raise
-        _stop(proc)
-    else:
-        raise AssertionError(f"uvicorn kept exiting on start-up:\n{log_path.read_text(errors='replace')}")
-    try:
+    with serve_uvicorn("tests.browser_app:app", log_path) as chosen:
         yield chosen
-    finally:
-        _stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -341,33 +314,8 @@ def demo_port(tmp_path: Path) -> Iterator[int]:
     log_path = tmp_path / "uvicorn.log"
     env = {key: value for key, value in os.environ.items() if key not in ("SECRET_KEY", "SESSION_DIR")}
     env["DEMO_DATA_DIR"] = str(tmp_path / "demo-data")
-    for _ in range(START_TRIES):
-        chosen = _free_port()
-        argv = [sys.executable, "-m", "uvicorn", "examples.demo:app", "--host", HOST]
-        argv += ["--port", str(chosen), "--no-access-log"]
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            if _wait_ready(proc, f"http://{HOST}:{chosen}"):
-                break
-        except BaseException:
-            _stop(proc)
-            raise
-        _stop(proc)
-    else:
-        raise AssertionError(f"uvicorn kept exiting on start-up:\n{log_path.read_text(errors='replace')}")
-    try:
+    with serve_uvicorn("examples.demo:app", log_path, env=env) as chosen:
         yield chosen
-    finally:
-        _stop(proc)
 
 
 def panel(driver: webdriver.Chrome, report_id: str, field: str) -> str:

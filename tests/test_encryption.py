@@ -23,6 +23,7 @@ from starlette_session.encryption import (
     normalize_encryption_keys,
 )
 from starlette_session.signing import SignedCodec
+from tests.helpers import T0, FakeClock
 from tests.test_cookie_chunks import Client, setter
 
 KEY = bytes(range(32))
@@ -41,14 +42,6 @@ def raw(token: str) -> bytes:
 
 def unraw(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -140,7 +133,7 @@ def test_importing_the_package_does_not_import_cryptography() -> None:
 
 
 def test_token_format_is_versioned_unpadded_urlsafe_ascii() -> None:
-    clock = Clock()
+    clock = FakeClock()
     codec = EncryptedCodec([KEY], 3600, "session", clock=clock)
     for payload in (b"", b"{}", PAYLOAD, bytes(range(256)) * 10):
         token = codec.encode(payload)
@@ -157,7 +150,7 @@ def test_token_format_is_versioned_unpadded_urlsafe_ascii() -> None:
 
 
 def test_nonce_is_fresh_for_every_write() -> None:
-    codec = EncryptedCodec([KEY], 3600, "session", clock=Clock())
+    codec = EncryptedCodec([KEY], 3600, "session", clock=FakeClock())
     tokens = [codec.encode(PAYLOAD) for _ in range(500)]
     nonces = {raw(token)[10:22] for token in tokens}
     assert len(nonces) == len(tokens)
@@ -185,7 +178,7 @@ def test_every_altered_character_is_rejected() -> None:
 
 
 def test_header_fields_are_authenticated() -> None:
-    clock = Clock()
+    clock = FakeClock()
     codec = EncryptedCodec([KEY], 3600, "session", clock=clock)
     data = raw(codec.encode(PAYLOAD))
     version, token_key_id, expiry = struct.unpack(">BBQ", data[:10])
@@ -208,7 +201,7 @@ def test_name_is_bound() -> None:
 
 
 def test_expiry_travels_in_the_token() -> None:
-    clock = Clock()
+    clock = FakeClock()
     codec = EncryptedCodec([KEY], 100, "session", clock=clock)
     token = codec.encode(PAYLOAD)
     clock.now += 99
@@ -223,7 +216,7 @@ def test_expiry_travels_in_the_token() -> None:
 
 
 def test_without_max_age_no_expiry_but_limited_readers_refuse_it() -> None:
-    clock = Clock()
+    clock = FakeClock()
     forever = EncryptedCodec([KEY], None, "session", clock=clock)
     token = forever.encode(PAYLOAD)
     assert struct.unpack(">Q", raw(token)[2:10]) == (0,)
@@ -313,7 +306,7 @@ async def test_expired_cookie_is_rejected_by_the_middleware() -> None:
     client = Client(encryption_key=KEY, max_age=60)
     payload = json.dumps({"user": "alice"}).encode()
     fresh = EncryptedCodec([KEY], 60, "session").encode(payload)
-    stale = EncryptedCodec([KEY], 60, "session", clock=Clock(Clock().now - 1_000_000)).encode(payload)
+    stale = EncryptedCodec([KEY], 60, "session", clock=FakeClock(T0 - 1_000_000)).encode(payload)
     await client.request(cookie=f"session={fresh}", apply=False)
     assert client.seen == {"user": "alice"}
     await client.request(cookie=f"session={stale}", apply=False)

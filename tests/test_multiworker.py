@@ -10,11 +10,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,92 +17,19 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import HOST
+from tests.servers import HOST, serve_uvicorn
 
-REPO = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 MAX_ATTEMPTS = 200
-START_TRIES = 3
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop uvicorn and its workers: SIGTERM to the process group, SIGKILL if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            continue
-        break
-    # The workers are in the same group; make sure none outlived the parent.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], base_url: str) -> bool:
-    """Poll /health until it answers (True) or uvicorn exits (False).
-
-    Raises:
-        AssertionError: uvicorn did not answer within START_TIMEOUT seconds.
-    """
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with httpx.Client(timeout=2.0) as client:
-                if client.get(f"{base_url}/health").status_code == 200:
-                    return True
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.1)
-    raise AssertionError(f"uvicorn did not answer on {base_url} within {START_TIMEOUT:g} s")
 
 
 @contextlib.contextmanager
 def serve(backend: str, location: str, log_path: Path) -> Iterator[str]:
     """Run ``uvicorn tests.e2e_app:app --workers 2``; yield its base URL."""
     env = {**os.environ, "E2E_BACKEND": backend, "E2E_LOCATION": location}
-    for _ in range(START_TRIES):
-        port = _free_port()
-        argv = [sys.executable, "-m", "uvicorn", "tests.e2e_app:app", "--workers", "2"]
-        argv += ["--host", HOST, "--port", str(port), "--no-access-log"]
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, killed as one at teardown
-            )
-        base_url = f"http://{HOST}:{port}"
-        try:
-            if _wait_ready(proc, base_url):
-                break
-        except BaseException:
-            _stop(proc)
-            raise
-        _stop(proc)  # exited during start-up: most likely the port was taken meanwhile
-    else:
-        raise AssertionError(f"uvicorn kept exiting on start-up:\n{log_path.read_text(errors='replace')}")
-    try:
-        yield base_url
-    finally:
-        _stop(proc)
+    with serve_uvicorn("tests.e2e_app:app", log_path, "--workers", "2", env=env) as port:
+        yield f"http://{HOST}:{port}"
 
 
 def call(base_url: str, path: str, cookie: str | None) -> tuple[dict[str, Any], httpx.Response]:

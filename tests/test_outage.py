@@ -35,7 +35,7 @@ from starlette_session.outage import StoreGuard
 from tests import servers
 from tests.backend_kit import client_for, make_app, session_cookie, session_id, set_session_cookie
 from tests.faultproxy import FaultProxy, Mode
-from tests.helpers import websocket_messages
+from tests.helpers import FakeClock, websocket_messages
 
 pytestmark = pytest.mark.anyio
 
@@ -47,16 +47,8 @@ OUTAGE_OPTIONS: dict[str, Any] = {"store_timeout": 0.5, "breaker_threshold": 3, 
 # -- the guard on its own, with a fake clock -------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_breaker_opens_after_the_threshold_probes_and_closes() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     guard = StoreGuard("test store", timeout=None, threshold=2, cooldown=5, clock=clock)
     calls: list[str] = []
 
@@ -89,7 +81,7 @@ async def test_breaker_opens_after_the_threshold_probes_and_closes() -> None:
 
 
 async def test_only_one_probe_at_a_time() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     guard = StoreGuard("test store", timeout=None, threshold=1, cooldown=1, clock=clock)
     release = anyio.Event()
 
