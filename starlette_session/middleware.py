@@ -18,10 +18,12 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
+from starlette_session import users
 from starlette_session.backends import BackendType, backend_for_client, create_backend
 from starlette_session.backends.base import DictBackendAdapter, SessionBackend, has_capability
 from starlette_session.cookies import DEFAULT_MAX_COOKIE_SIZE, CookieSettings, parse_cookies
 from starlette_session.encryption import EncryptedCodec, EncryptionKey, normalize_encryption_keys
+from starlette_session.events import Observer, SessionEvent, emit
 from starlette_session.exceptions import BackendError, ConfigurationError
 from starlette_session.expiry import DEFAULT_FALLBACK_TTL
 from starlette_session.ids import DEFAULT_ID_BYTES
@@ -35,7 +37,13 @@ from starlette_session.outage import (
 )
 from starlette_session.session import Session, _current
 from starlette_session.signing import CookieCodec, SecretKey, SignedCodec, normalize_secret_keys
-from starlette_session.strategies import CookieStrategy, Loaded, ServerSideStrategy, Strategy
+from starlette_session.strategies import (
+    DEFAULT_LAST_SEEN_INTERVAL,
+    CookieStrategy,
+    Loaded,
+    ServerSideStrategy,
+    Strategy,
+)
 
 logger = logging.getLogger("starlette_session")
 
@@ -117,6 +125,16 @@ class SessionMiddleware:
         legacy_043: read sessions that starlette-session 0.4.3 stored in Redis or memcached
             (pickled, under the bare id) through an unpickler that refuses every global; each
             moves to this package's JSON record on its next save.
+        user_key: index every saved session under ``str(session[user_key])``, so a user's
+            sessions can be listed and revoked (``backend.list_user_sessions``,
+            ``starlette_session.users``). Server-side backends only.
+        track_client: with ``user_key``, keep each session's User-Agent and client address.
+        absolute_max_age: seconds a server-side session lives from its creation, however
+            active it is (``max_age``/``rolling`` stay the idle timeout).
+        last_seen_interval: with ``user_key``, the least seconds between two refreshes of a
+            session's last-seen time by requests that only read it.
+        events: called with a ``starlette_session.events.SessionEvent`` for each lifecycle
+            event and store call; an error it raises is logged, never raised.
 
     Raises:
         ConfigurationError: any invalid argument, with the way to fix it.
@@ -158,6 +176,11 @@ class SessionMiddleware:
         hash_ids: bool | None = None,
         raw_id_fallback: bool = True,
         legacy_043: bool = False,
+        user_key: str | None = None,
+        track_client: bool = False,
+        absolute_max_age: int | None = None,
+        last_seen_interval: float = DEFAULT_LAST_SEEN_INTERVAL,
+        events: Observer | None = None,
     ) -> None:
         self.app = app
         if session_cookie is not None and cookie_name is not None:
@@ -212,6 +235,7 @@ class SessionMiddleware:
             if hash_ids is not None:
                 store.hash_ids = hash_ids
             store.raw_id_fallback = raw_id_fallback
+        _check_user_options(store, user_key, absolute_max_age, last_seen_interval)
         if legacy_043 and (store is None or not has_capability(store, "read_043")):
             raise ConfigurationError(
                 "legacy_043=True reads starlette-session 0.4.3's records, which only its Redis and "
@@ -249,8 +273,17 @@ class SessionMiddleware:
                 guard=self.guard,
                 merge=concurrency == "merge",
                 legacy_043=legacy_043,
+                user_key=user_key,
+                track_client=track_client,
+                absolute_max_age=absolute_max_age,
+                last_seen_interval=last_seen_interval,
+                events=events,
             )
         )
+        self.guard.observer = events
+        self.events = events
+        self.track_client = track_client and store is not None
+        self.indexes_users = user_key is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = self.starts.get(scope["type"])
@@ -275,6 +308,15 @@ class SessionMiddleware:
             loaded, fail_open = None, True  # the app chose to serve this request without its session
         scope["session"] = initial = Session() if loaded is None else loaded.session
         token = _current.set(initial)
+        if loaded is None:
+            loaded = Loaded(initial)
+        if self.track_client:
+            loaded.client = _client_of(scope)
+        users_token = (
+            users._request.set((self.strategy, loaded))  # type: ignore[arg-type]  # server-side only
+            if self.indexes_users
+            else None
+        )
         rolling = self.rolling and loaded is not None and loaded.had_cookie
         saved: Loaded | None = None
         replaced = False  # the app's response was replaced by the outage answer
@@ -288,7 +330,7 @@ class SessionMiddleware:
                 initial.response_started = True
             if message["type"] == start and not fail_open:
                 session = scope["session"]
-                saved = loaded or Loaded(initial)
+                saved = loaded
                 if not isinstance(session, Session):  # the app replaced it with a plain dict
                     session = scope["session"] = Session(session)
                     session.mark_modified()
@@ -320,6 +362,8 @@ class SessionMiddleware:
                 await self._save_late(saved, scope["session"])
         finally:
             _current.reset(token)
+            if users_token is not None:
+                users._request.reset(users_token)
 
     async def _save_late(self, saved: Loaded, session: object) -> None:
         """Store what the app changed after the response (or WebSocket) started, if it can be."""
@@ -352,6 +396,12 @@ class SessionMiddleware:
     async def _store_failed(self, scope: Scope, exc: BackendError) -> ASGIApp | None:
         """Log a store failure and return the ASGI app that answers instead, or ``None`` (fail open)."""
         logger.error("%s", exc)
+        emit(
+            self.events,
+            SessionEvent(
+                "store_error", self.guard.backend_name, operation=exc.operation or None, error=str(exc)
+            ),
+        )
         default: ASGIApp = (
             WebSocketClose(code=1013, reason="session store unavailable")
             if scope["type"] == "websocket"
@@ -413,6 +463,64 @@ def _same_site_by_position(
         "same_site fifth, where Starlette and this package take path. Pass it by keyword, "
         f"same_site={path.lower()!r}, and https_only=, domain= by keyword too"
     )
+
+
+def _check_user_options(
+    store: SessionBackend | None,
+    user_key: str | None,
+    absolute_max_age: int | None,
+    last_seen_interval: float,
+) -> None:
+    if user_key is not None:
+        if not isinstance(user_key, str) or not user_key:
+            raise ConfigurationError(
+                f"user_key={user_key!r} must be the name of a session key, such as 'user_id'"
+            )
+        if store is None:
+            raise ConfigurationError(
+                "user_key needs a server-side backend: cookie sessions live in each browser, so the "
+                "server cannot list or revoke them. Pass backend_client= or backend="
+            )
+        if not has_capability(store, "compare_and_swap"):
+            raise ConfigurationError(
+                f"user_key keeps a per-user index by compare-and-swap, which {type(store).__qualname__} "
+                "lacks; use a shipped backend, or implement read_for_update and compare_and_swap"
+            )
+        if not store.hash_ids:
+            raise ConfigurationError(
+                "user_key lists sessions by their store key, which with hash_ids=False is the session id "
+                "itself (a credential); keep hash_ids on"
+            )
+    if absolute_max_age is not None:
+        if (
+            not isinstance(absolute_max_age, int)
+            or isinstance(absolute_max_age, bool)
+            or absolute_max_age < 1
+        ):
+            raise ConfigurationError(
+                f"absolute_max_age={absolute_max_age!r} must be a number of seconds >= 1"
+            )
+        if store is None:
+            raise ConfigurationError(
+                "absolute_max_age needs a server-side backend: a cookie session's creation time would "
+                "have to travel in the cookie, which keeps Starlette's format. Use a backend, or a "
+                "short max_age without rolling"
+            )
+    if not last_seen_interval >= 0:
+        raise ConfigurationError(
+            f"last_seen_interval={last_seen_interval!r} must be a number of seconds >= 0"
+        )
+
+
+def _client_of(scope: Scope) -> tuple[str | None, str | None]:
+    """The request's User-Agent and client address, for ``track_client``."""
+    user_agent = None
+    for name, value in scope.get("headers", ()):
+        if name == b"user-agent":
+            user_agent = value.decode("latin-1")
+            break
+    client = scope.get("client")
+    return user_agent, None if not client else str(client[0])
 
 
 def _compile_patterns(patterns: Sequence[str | re.Pattern[str]]) -> re.Pattern[str] | None:

@@ -19,6 +19,7 @@ import anyio
 from starlette.responses import PlainTextResponse, Response
 
 from starlette_session.backends.base import backend_error
+from starlette_session.events import Observer, SessionEvent, emit
 from starlette_session.exceptions import BackendError, ConfigurationError
 
 T = TypeVar("T")
@@ -68,6 +69,10 @@ class StoreGuard:
         self._failures = 0
         self._open_until = 0.0
         self._probing = False
+        #: Seconds the last call took (for events); ``None`` before the first.
+        self.last_duration: float | None = None
+        #: ``SessionMiddleware(events=...)``: told of every store call.
+        self.observer: Observer | None = None
 
     @property
     def is_open(self) -> bool:
@@ -86,6 +91,7 @@ class StoreGuard:
             BackendError: the store failed, timed out, or the breaker is open.
         """
         probe = self._admit(operation)
+        started = time.perf_counter()
         try:
             with anyio.fail_after(self.timeout):
                 result = await func(*args)
@@ -98,6 +104,12 @@ class StoreGuard:
         finally:
             if probe:
                 self._probing = False
+            self.last_duration = time.perf_counter() - started
+            if self.observer is not None:
+                emit(
+                    self.observer,
+                    SessionEvent("store_call", self.backend_name, self.last_duration, operation=operation),
+                )
         self._failures = 0
         return result
 

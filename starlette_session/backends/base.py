@@ -29,12 +29,14 @@ from typing import Any, ClassVar, TypeVar
 
 import anyio
 
+from starlette_session import users
 from starlette_session._bridge import run_sync
 from starlette_session.exceptions import BackendError, ConfigurationError, StarletteSessionError
 from starlette_session.expiry import ttl_seconds
 from starlette_session.ids import is_valid_session_id, private_id
 from starlette_session.interfaces import ISessionBackend
 from starlette_session.serializers import JSON, Serializer
+from starlette_session.users import SessionInfo
 
 __all__ = [
     "DEFAULT_KEY_PREFIX",
@@ -288,6 +290,34 @@ class SessionBackend(ISessionBackend):
         """Return the raw key an older version stored ``public_id``'s record under, if it looks there."""
         return public_id if self.hash_ids and self.raw_id_fallback else None
 
+    # -- a user's sessions (``user_key``), for use outside a request --------------------------
+
+    async def list_user_sessions(self, user: str) -> list[SessionInfo]:
+        """Return ``user``'s live sessions (indexed with the middleware's ``user_key``), newest first.
+
+        Raises:
+            BackendError: the store failed.
+        """
+        return await users.list_user_sessions(self, str(user))
+
+    async def revoke_session(self, handle: str) -> bool:
+        """Delete the session whose revocation handle is ``handle``; return whether it existed.
+
+        Its next request gets an empty session, and a request in flight cannot write it back.
+
+        Raises:
+            BackendError: the store failed.
+        """
+        return await users.revoke_session(self, handle)
+
+    async def revoke_user_sessions(self, user: str, keep: str | None = None) -> int:
+        """Delete every session of ``user`` but ``keep`` (a handle or a public id); return how many.
+
+        Raises:
+            BackendError: the store failed.
+        """
+        return await users.revoke_user_sessions(self, str(user), keep=keep)
+
     # -- 0.4.3's dict API, by public id, for use outside a request ---------------------------
 
     async def get(self, key: str) -> dict[str, Any] | None:
@@ -301,9 +331,11 @@ class SessionBackend(ISessionBackend):
         if data is None:
             return None
         try:
-            return self.serializer.loads(data)
+            value = self.serializer.loads(data)
         except ValueError:
             return None
+        value.pop(users.META_KEY, None)
+        return value
 
     async def set(self, key: str, value: dict[str, Any], exp: int | None = None) -> str | None:
         """Store ``value`` as the session whose public id is ``key``, for ``exp`` seconds."""

@@ -1,0 +1,67 @@
+"""Lifecycle events: what happened to a session, for metrics, traces and audit logs.
+
+``SessionMiddleware(..., events=observer)`` calls ``observer(event)`` with a ``SessionEvent``
+for each of: a session created, loaded, saved, regenerated, destroyed (logout), revoked
+(outside a request), expired or unknown on load, a rejected cookie, a store error, and every
+store call (``"store_call"``, with its operation and duration). An event never holds a
+session id: at most the ``handle``, the store's key, which cannot be turned into a cookie.
+An observer that raises is logged and never breaks the request. Observers run on the event
+loop, inline: keep them quick (increment a counter, record a span), or hand the event off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+logger = logging.getLogger("starlette_session")
+
+EventType = Literal[
+    "created",
+    "loaded",
+    "saved",
+    "regenerated",
+    "destroyed",
+    "revoked",
+    "expired",
+    "rejected_cookie",
+    "store_error",
+    "store_call",
+]
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """One thing that happened to a session.
+
+    Attributes:
+        type: what happened.
+        backend: the store's name (``"cookie"`` for cookie sessions).
+        duration: seconds the store call behind the event took (``None`` if there was none).
+        handle: the session's revocation handle (its store key), when known; never its id.
+        operation: for ``store_call`` and ``store_error``, what the call did (``"read a session"``).
+        error: for ``store_error``, the error's text (which never holds an id).
+    """
+
+    type: EventType
+    backend: str
+    duration: float | None = None
+    handle: str | None = None
+    operation: str | None = None
+    error: str | None = None
+
+
+#: What ``events=`` takes: a callable receiving each ``SessionEvent``.
+Observer = Callable[[SessionEvent], object]
+
+
+def emit(observer: Observer | None, event: SessionEvent) -> None:
+    """Hand ``event`` to ``observer``; an error it raises is logged, never raised."""
+    if observer is None:
+        return
+    try:
+        observer(event)
+    except Exception:
+        logger.exception("the session events observer raised on a %r event; the request goes on", event.type)
