@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -203,6 +204,8 @@ class ServerSideStrategy:
         self.absolute_max_age = absolute_max_age
         self.last_seen_interval = last_seen_interval
         self.events = events
+        #: The clock of the metadata (creation, last seen, absolute timeout); tests replace it.
+        self.clock: Callable[[], float] = time.time
         self.with_meta = user_key is not None or track_client or absolute_max_age is not None
 
     def _emit(self, kind: EventType, session_id: str | None = None) -> None:
@@ -254,7 +257,7 @@ class ServerSideStrategy:
         if (
             self.absolute_max_age is not None
             and meta is not None
-            and time.time() - meta["c"] >= self.absolute_max_age
+            and self.clock() - meta["c"] >= self.absolute_max_age
         ):
             self._emit("expired", session_id)  # past its absolute lifetime, however active
             return Loaded(Session(), had_cookie=True)
@@ -349,7 +352,7 @@ class ServerSideStrategy:
     def _meta(self, loaded: Loaded, session: Session, *, fresh: bool) -> dict[str, Any] | None:
         if not self.with_meta:
             return None
-        now = time.time()
+        now = self.clock()
         created = now if fresh or loaded.meta is None else loaded.meta["c"]
         meta: dict[str, Any] = {"c": created, "s": now}
         if self.user_key is not None:
@@ -367,7 +370,7 @@ class ServerSideStrategy:
     def _ttl(self, meta: dict[str, Any] | None) -> int:
         if self.absolute_max_age is None or meta is None:
             return self.ttl
-        left = math.ceil(float(meta["c"]) + self.absolute_max_age - time.time())
+        left = math.ceil(float(meta["c"]) + self.absolute_max_age - self.clock())
         return max(1, min(self.ttl, left))
 
     @staticmethod
@@ -396,7 +399,7 @@ class ServerSideStrategy:
             await self._update_index(old_user, None, stale)
             stale = []
         if user is not None and handle is not None and meta is not None:
-            await self._update_index(user, {handle: users.entry(meta, time.time() + ttl)}, stale)
+            await self._update_index(user, {handle: users.entry(meta, self.clock() + ttl)}, stale)
 
     async def _update_index(self, user: str, add: dict[str, Any] | None, remove: list[str]) -> None:
         await self.guard.run(
@@ -411,16 +414,16 @@ class ServerSideStrategy:
         meta = loaded.meta
         if self.user_key is None or meta is None or meta.get("u") is None or loaded.legacy:
             return
-        if time.time() - float(meta.get("s", 0)) < self.last_seen_interval or session.loaded is None:
+        if self.clock() - float(meta.get("s", 0)) < self.last_seen_interval or session.loaded is None:
             return
-        refreshed = {**meta, "s": time.time()}
+        refreshed = {**meta, "s": self.clock()}
         ttl = self._ttl(refreshed)
         key = self.backend.key_for(session_id)
         if await self.guard.run(
             "save a session", self.backend.replace, key, self._record(session.loaded, refreshed), ttl
         ):
             loaded.meta = refreshed
-            await self._update_index(refreshed["u"], {key: users.entry(refreshed, time.time() + ttl)}, [])
+            await self._update_index(refreshed["u"], {key: users.entry(refreshed, self.clock() + ttl)}, [])
 
     async def revoke_others(self, user: str, loaded: Loaded) -> int:
         """Revoke every session of ``user`` but the one ``loaded`` describes; return how many."""
