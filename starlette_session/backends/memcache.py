@@ -334,7 +334,10 @@ class MemcacheBackend(SessionBackend):
         key = self._keys.key(session_id)
         if key is None:
             return None
-        value, token = await self._call("gets a session", key, self.client.gets, key)
+        found = await self._call("gets a session", key, self.client.gets, key)
+        if not isinstance(found, tuple):  # a HashClient skipping a failing server answers None
+            return None
+        value, token = found
         data = self._as_bytes(value)
         return None if data is None or token is None else (data, token)
 
