@@ -570,6 +570,10 @@ async def test_hash_client_not_storing_during_its_retry_window_raises() -> None:
     with pytest.raises(BackendError, match="NOT_STORED") as caught:
         await backend.write(session_id, b"{}", 60)
     assert caught.value.__cause__ is None
+    # ... and reads (merge mode's gets too) as misses, which the middleware treats as no session.
+    assert await backend.read(session_id) is None
+    assert await backend.read_for_update(session_id) is None
+    assert await backend.create(session_id, b"{}", 60) is False
 
 
 @contextlib.asynccontextmanager
