@@ -15,6 +15,11 @@ Commands:
 * ``delete STORE ID``: delete the session;
 * ``delete-expired STORE``: delete the expired sessions and print how many (Redis and
   memcached expire records by themselves: 0);
+* ``list STORE USER``: print the user's sessions (as indexed by the middleware's ``user_key``):
+  handle, created, last seen, expires, user agent and address, as a table (``--json``: one JSON
+  object a line);
+* ``revoke STORE USER``: revoke every session of the user (``--keep HANDLE``: all but that one)
+  and print how many; ``revoke STORE --handle HANDLE``: revoke one session by its handle;
 * ``decode-cookie VALUE [VALUE...]``: verify a signed cookie with the secret in the
   environment variable ``STARLETTE_SESSION_SECRET`` (``--secret-env NAME`` for another; never
   on the command line) and print the session id it holds, or a cookie session's data; the
@@ -28,8 +33,12 @@ command; a command's own options come after it. Ids are passed to the backends' 
 Long commands (``delete-expired``, ``migrate-043``) show progress on standard error when it is
 a terminal, and nothing when it is not.
 
-Exit status: 0 done; 1 no such session, or a cookie that does not verify; 2 a usage error, or
-a store that cannot be opened or failed.
+A *handle* (``2-`` and 64 hex digits, as ``list`` prints it) names a session's record without
+being its id: it can revoke the session but never becomes a cookie. ``list`` and ``revoke`` take
+handles only, never a session id, so no credential reaches the command line or the output.
+
+Exit status: 0 done; 1 no such session (or no such session to keep), or a cookie that does not
+verify; 2 a usage error, or a store that cannot be opened or failed.
 
 Examples (cron)::
 
@@ -40,6 +49,9 @@ Examples (cron)::
     python -m starlette_session get /var/lib/app/sessions SESSION_ID
     python -m starlette_session delete redis://127.0.0.1:6379/0 SESSION_ID --key-prefix app:
     python -m starlette_session get memcache://10.0.0.1:11211,10.0.0.2:11211 SESSION_ID
+    python -m starlette_session list redis://127.0.0.1:6379/0 42
+    python -m starlette_session revoke redis://127.0.0.1:6379/0 42 --keep 2-9f86d081884c...
+    python -m starlette_session revoke /var/lib/app/sessions --handle 2-9f86d081884c...
     STARLETTE_SESSION_SECRET=... python -m starlette_session decode-cookie 'eyJfY3NzaWQi...'
     python -m starlette_session migrate-043 redis://127.0.0.1:6379/0 --dry-run
 """
@@ -55,6 +67,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -62,7 +75,8 @@ import anyio
 
 from starlette_session.backends.base import DEFAULT_KEY_PREFIX, SessionBackend, backend_error
 from starlette_session.exceptions import MissingDependencyError, StarletteSessionError
-from starlette_session.ids import is_valid_session_id
+from starlette_session.ids import is_private_id, is_valid_session_id
+from starlette_session.users import SessionInfo
 
 T = TypeVar("T")
 
@@ -78,7 +92,9 @@ _MEMCACHE_SCHEME = "memcache://"
 _MEMCACHE_PORT = 11211
 # Options that take a value: the word after them is never an id.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_VALUE_OPTIONS = ("--table", "--key-prefix", "--secret-env", "--max-age", "--batch")
+_VALUE_OPTIONS = ("--table", "--key-prefix", "--secret-env", "--max-age", "--batch", "--keep", "--handle")
+#: The most characters of a user agent in ``list``'s table (``--json`` gives it whole).
+_SHOWN_USER_AGENT = 40
 
 
 class UsageError(StarletteSessionError):
@@ -296,10 +312,108 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def _checked_handle(text: str, option: str) -> str:
+    if not is_private_id(text):
+        # Never echoed: a session id (a credential) given where a handle belongs lands here.
+        raise UsageError(
+            f"{option} takes a session handle: 2- and 64 hex digits, as the list command prints it "
+            "(a session id is not a handle)"
+        )
+    return text
+
+
+def _check_user_command(args: argparse.Namespace) -> None:
+    """Refuse a ``list`` or ``revoke`` command line that cannot be run, before the store is opened."""
+    if args.command == "revoke" and args.handle is not None:
+        if args.user is not None:
+            raise UsageError("revoke takes a USER or --handle, not both")
+        if args.keep is not None:
+            raise UsageError("--keep applies to revoking a user's sessions, not to --handle")
+        _checked_handle(args.handle, "--handle")
+        return
+    if args.user is None:
+        raise UsageError("revoke needs a USER, or --handle HANDLE for one session")
+    if not args.user:
+        raise UsageError("USER is empty; give the value the app keeps under its user_key")
+    if args.command == "revoke" and args.keep is not None:
+        _checked_handle(args.keep, "--keep")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped: a user agent is the client's to choose."""
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
+def _moment(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table_row(info: SessionInfo) -> list[str]:
+    user_agent = "-" if info.user_agent is None else _printable(info.user_agent)
+    if len(user_agent) > _SHOWN_USER_AGENT:
+        user_agent = user_agent[: _SHOWN_USER_AGENT - 1] + "…"
+    return [
+        info.handle,
+        _moment(info.created_at),
+        _moment(info.last_seen_at),
+        _moment(info.expires_at),
+        user_agent,
+        "-" if info.ip is None else _printable(info.ip),
+    ]
+
+
+def _print_sessions(infos: list[SessionInfo], *, as_json: bool) -> None:
+    if as_json:
+        for info in infos:
+            line = {
+                "handle": info.handle,
+                "created_at": info.created_at,
+                "last_seen_at": info.last_seen_at,
+                "expires_at": info.expires_at,
+                "user_agent": info.user_agent,
+                "ip": info.ip,
+            }
+            print(json.dumps(line))  # ASCII only: no control character reaches the terminal
+        return
+    if not infos:
+        print("no sessions for this user", file=sys.stderr)
+        return
+    header = ["HANDLE", "CREATED (UTC)", "LAST SEEN (UTC)", "EXPIRES (UTC)", "USER AGENT", "IP"]
+    rows = [header, *(_table_row(info) for info in infos)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+async def _user_command(backend: SessionBackend, args: argparse.Namespace) -> int:
+    if args.command == "list":
+        _print_sessions(await backend.list_user_sessions(args.user), as_json=args.json)
+        return EXIT_OK
+    if args.handle is not None:
+        if not await backend.revoke_session(args.handle):
+            print("no such session", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        print("revoked 1 session(s)")
+        return EXIT_OK
+    if args.keep is not None:
+        # A mistyped --keep would otherwise log the user out everywhere, the kept device too.
+        handles = {info.handle for info in await backend.list_user_sessions(args.user)}
+        if args.keep not in handles:
+            print("no such session of this user to keep; nothing was revoked", file=sys.stderr)
+            return EXIT_NOT_FOUND
+    count = await backend.revoke_user_sessions(args.user, keep=args.keep)
+    print(f"revoked {count} session(s)")
+    return EXIT_OK
+
+
 async def _store_command(args: argparse.Namespace) -> int:
+    if args.command in ("list", "revoke"):
+        _check_user_command(args)
     store = open_store(args.store, table=args.table, key_prefix=args.key_prefix, cluster=args.cluster)
     try:
         backend = store.backend
+        if args.command in ("list", "revoke"):
+            return await _user_command(backend, args)
         if args.command == "delete-expired":
             if store.self_expiring:
                 print(f"{store.kind} expires sessions by itself; nothing to delete", file=sys.stderr)
@@ -451,8 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m starlette_session",
         description="Maintain session stores (for cron jobs and support work).",
-        epilog="Exit status: 0 done, 1 no such session or the cookie does not verify, "
-        "2 usage or store error.",
+        epilog="Exit status: 0 done, 1 no such session (or none to keep) or the cookie does not "
+        "verify, 2 usage or store error.",
         allow_abbrev=False,
     )
     _store_options(parser, suppress=False)
@@ -472,6 +586,26 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[shared], help=text, allow_abbrev=False)
         command.add_argument("store", help=store_help)
         command.add_argument("session_id", help="the session id (the cookie's _cssid)")
+
+    listing = commands.add_parser(
+        "list",
+        parents=[shared],
+        help="print a user's sessions (handle, created, last seen, expires, user agent, address)",
+        allow_abbrev=False,
+    )
+    listing.add_argument("store", help=store_help)
+    listing.add_argument("user", help="the user: the value the app keeps under its user_key")
+    listing.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
+    revoke = commands.add_parser(
+        "revoke",
+        parents=[shared],
+        help="revoke a user's sessions (or one, by --handle) and print how many",
+        allow_abbrev=False,
+    )
+    revoke.add_argument("store", help=store_help)
+    revoke.add_argument("user", nargs="?", help="the user whose sessions to revoke")
+    revoke.add_argument("--keep", metavar="HANDLE", help="revoke all of the user's sessions but this one")
+    revoke.add_argument("--handle", metavar="HANDLE", help="revoke this one session instead of a user's")
 
     decode = commands.add_parser(
         "decode-cookie",

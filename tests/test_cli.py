@@ -1,7 +1,10 @@
 """``python -m starlette_session``: every command on every store, on real servers.
 
 Sessions are written through the backends' dict API (``set``), as the CLI reads them (``get``,
-``delete``), so the tests hold whatever key form the backends use. Expired sessions are written
+``delete``), so the tests hold whatever key form the backends use. A user's sessions (``list``,
+``revoke``) are made by signing in to an app with ``user_key="user_id"`` on the store, as the
+middleware indexes them, and each revoked one is checked from the app: its next request is
+anonymous. Expired sessions are written
 with a clock set in the past, so some are already expired when the command (which uses the real
 clock) runs; no sleeping.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,21 +22,29 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
+import httpx
 import itsdangerous
 import pytest
 import redis
+import redis.cluster
 import sqlalchemy
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from starlette_session import regenerate_session
 from starlette_session.__main__ import main
 from starlette_session.backends.file import FileBackend
 from starlette_session.backends.memcache import MemcacheBackend
 from starlette_session.backends.redis import RedisBackend
 from starlette_session.backends.sqlalchemy import SQLAlchemyBackend
-from starlette_session.ids import new_session_id
+from starlette_session.ids import new_session_id, private_id
 from starlette_session.interfaces import SessionBackend
-from tests.helpers import SECRET, sign_json
+from tests.helpers import SECRET, make_app, sign_json, unsign_json
 
 REPO = Path(__file__).resolve().parent.parent
 HOUR = 60 * 60
@@ -193,7 +205,7 @@ def test_help_lists_the_commands_and_exit_codes() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    for command in ("delete-expired", "get", "delete", "decode-cookie", "migrate-043"):
+    for command in ("delete-expired", "get", "delete", "list", "revoke", "decode-cookie", "migrate-043"):
         assert command in done.stdout
     assert "Exit status" in done.stdout
 
@@ -595,3 +607,354 @@ def test_decode_cookie_as_a_program(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "does not verify" in done.stderr
+
+
+# -- a user's sessions: list and revoke ----------------------------------------------------------
+
+USER_STORES = ["file", "sqlite", "postgres", "redis", "redis-cluster", "memcache"]
+JSON_FIELDS = {"handle", "created_at", "last_seen_at", "expires_at", "user_agent", "ip"}
+
+
+async def _sign_in(request: Request) -> Response:
+    regenerate_session()
+    request.session["user_id"] = request.query_params["user"]
+    return JSONResponse(dict(request.session))
+
+
+async def _whoami(request: Request) -> Response:
+    return JSONResponse(dict(request.session))
+
+
+@dataclass
+class Device:
+    """One browser of a user: its own cookies, User-Agent and address, sent to the app."""
+
+    app: Starlette
+    user_agent: str
+    ip: str
+    cookies: httpx.Cookies = field(default_factory=httpx.Cookies)
+
+    def get(self, path: str) -> Any:
+        async def send() -> Any:
+            transport = httpx.ASGITransport(app=self.app, client=(self.ip, 40000))
+            async with httpx.AsyncClient(
+                transport=transport,
+                base_url="http://testserver",
+                cookies=self.cookies,
+                headers={"User-Agent": self.user_agent.encode("latin-1")},
+            ) as client:
+                response = await client.get(path)
+                assert response.status_code == 200, response.text
+                self.cookies = httpx.Cookies(client.cookies)
+                return response.json()
+
+        return anyio.run(send)
+
+    def sign_in(self, user: str) -> Device:
+        assert self.get(f"/sign-in?user={user}") == {"user_id": user}
+        return self
+
+    def session(self) -> Any:
+        return self.get("/whoami")
+
+    @property
+    def session_id(self) -> str:
+        value = self.cookies.get("session")
+        assert value is not None, "no session cookie"
+        session_id: str = unsign_json(value)["_cssid"]
+        return session_id
+
+    @property
+    def handle(self) -> str:
+        return private_id(self.session_id)
+
+
+@dataclass
+class UserStore:
+    """A store the command line opens, behind an app that indexes sessions by ``user_id``."""
+
+    kind: str
+    location: str
+    options: list[str]
+    app: Starlette
+    #: A user name of this test's own (Redis Cluster and memcached are shared between tests).
+    user: str = field(default_factory=lambda: f"ann-{uuid.uuid4().hex[:8]}")
+    devices: int = 0
+
+    def run(self, command: str, *arguments: str) -> int:
+        return main([command, self.location, *arguments, *self.options])
+
+    def device(self, user_agent: str | None = None) -> Device:
+        self.devices += 1
+        number = self.devices
+        return Device(self.app, user_agent or f"Device/{number}.0 (test)", f"10.0.0.{number}")
+
+
+def _user_backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, str, list[str]]:
+    """The app's backend for ``kind``, the location the command line is given, and its options."""
+    if kind == "file":
+        return FileBackend(tmp_path / "sessions"), str(tmp_path / "sessions"), []
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'sessions.db'}"
+        return SQLAlchemyBackend.from_url(url), url, []
+    if kind == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        table = request.getfixturevalue("postgres_table")
+        return SQLAlchemyBackend.from_url(url, table_name=table), url, ["--table", table]
+    if kind == "redis":
+        url = request.getfixturevalue("redis_location")
+        return RedisBackend(redis.Redis.from_url(url)), url, []
+    if kind == "redis-cluster":
+        nodes: list[tuple[str, int]] = request.getfixturevalue("redis_cluster_nodes")
+        startup = [redis.cluster.ClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
+        host, port = nodes[0]
+        return (
+            RedisBackend(redis.cluster.RedisCluster(startup_nodes=startup)),
+            f"redis://{host}:{port}/0",
+            ["--cluster"],
+        )
+    addresses: list[tuple[str, int]] = request.getfixturevalue("memcached_addresses")
+    servers = [f"{host}:{port}" for host, port in addresses]
+    return MemcacheBackend.from_servers(servers), memcache_location(addresses), []
+
+
+@pytest.fixture(params=USER_STORES)
+def user_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UserStore]:
+    """Each kind of store the command line opens, behind an app with ``user_key="user_id"``."""
+    backend, location, options = _user_backend(request.param, request, tmp_path)
+    app = make_app(
+        [Route("/sign-in", _sign_in), Route("/whoami", _whoami)],
+        backend=backend,
+        user_key="user_id",
+        track_client=True,
+    )
+    try:
+        yield UserStore(request.param, location, options, app)
+    finally:
+        anyio.run(backend.aclose)
+        client = getattr(backend, "client", None)
+        if isinstance(client, redis.Redis | redis.cluster.RedisCluster):
+            client.close()
+
+
+def _table(out: str) -> list[list[str]]:
+    """The rows of ``list``'s table (its columns are two or more spaces apart), header first."""
+    return [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
+
+
+def test_list_prints_a_users_sessions(user_store: UserStore, capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.time()
+    phone = user_store.device("Phone/1.0 (test)").sign_in(user_store.user)
+    laptop = user_store.device("Laptop/2.0 (test)").sign_in(user_store.user)
+    other = user_store.device().sign_in(f"{user_store.user}-other")
+    ended = time.time()
+
+    assert user_store.run("list", user_store.user) == 0
+    captured = capsys.readouterr()
+    rows = _table(captured.out)
+    assert rows[0] == ["HANDLE", "CREATED (UTC)", "LAST SEEN (UTC)", "EXPIRES (UTC)", "USER AGENT", "IP"]
+    # Most recently seen first; the other user's session is not listed.
+    assert [row[0] for row in rows[1:]] == [laptop.handle, phone.handle]
+    assert [row[4:] for row in rows[1:]] == [["Laptop/2.0 (test)", laptop.ip], ["Phone/1.0 (test)", phone.ip]]
+    for row in rows[1:]:
+        created = time.mktime(time.strptime(row[1] + " UTC", "%Y-%m-%d %H:%M:%S %Z")) - time.timezone
+        assert int(started) - 1 <= created <= ended + 1, row
+        expires = time.mktime(time.strptime(row[3] + " UTC", "%Y-%m-%d %H:%M:%S %Z")) - time.timezone
+        assert expires >= created + 14 * 24 * HOUR - 2, row  # the middleware's default max_age
+    for device in (phone, laptop, other):
+        assert device.session_id not in captured.out + captured.err  # handles, never ids
+    assert other.handle not in captured.out
+
+    assert user_store.run("list", user_store.user, "--json") == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["handle"] for line in lines] == [laptop.handle, phone.handle]
+    for line, device in zip(lines, (laptop, phone), strict=True):
+        assert set(line) == JSON_FIELDS
+        assert (line["user_agent"], line["ip"]) == (device.user_agent, device.ip)
+        assert started - 1 <= line["created_at"] <= line["last_seen_at"] <= ended + 1
+        assert line["expires_at"] > ended + 13 * 24 * HOUR
+
+    # A user without sessions: an empty list, which is no error.
+    assert user_store.run("list", f"{user_store.user}-nobody") == 0
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "no sessions for this user\n")
+    assert user_store.run("list", f"{user_store.user}-nobody", "--json") == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_revoke_a_users_sessions(user_store: UserStore, capsys: pytest.CaptureFixture[str]) -> None:
+    devices = [user_store.device().sign_in(user_store.user) for _ in range(2)]
+    other = user_store.device().sign_in(f"{user_store.user}-other")
+
+    assert user_store.run("revoke", user_store.user) == 0
+    assert capsys.readouterr().out == "revoked 2 session(s)\n"
+    for device in devices:
+        assert device.session() == {}  # the app sees an empty session
+    assert other.session() == {"user_id": f"{user_store.user}-other"}
+    assert user_store.run("list", user_store.user, "--json") == 0
+    assert capsys.readouterr().out == ""
+    # Nothing is left to revoke.
+    assert user_store.run("revoke", user_store.user) == 0
+    assert capsys.readouterr().out == "revoked 0 session(s)\n"
+
+
+def test_revoke_all_but_one(user_store: UserStore, capsys: pytest.CaptureFixture[str]) -> None:
+    kept, *others = [user_store.device().sign_in(user_store.user) for _ in range(3)]
+    stranger = user_store.device().sign_in(f"{user_store.user}-other")
+
+    # A handle that is not one of the user's sessions revokes nothing (a typo must not log the
+    # user out everywhere).
+    for handle in (stranger.handle, private_id(new_session_id())):
+        assert user_store.run("revoke", user_store.user, "--keep", handle) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert "no such session of this user to keep; nothing was revoked" in captured.err
+    assert all(device.session() == {"user_id": user_store.user} for device in (kept, *others))
+
+    assert user_store.run("revoke", user_store.user, "--keep", kept.handle) == 0
+    assert capsys.readouterr().out == "revoked 2 session(s)\n"
+    assert kept.session() == {"user_id": user_store.user}
+    assert [device.session() for device in others] == [{}, {}]
+    assert stranger.session() == {"user_id": f"{user_store.user}-other"}
+    assert user_store.run("list", user_store.user, "--json") == 0
+    assert [json.loads(line)["handle"] for line in capsys.readouterr().out.splitlines()] == [kept.handle]
+
+
+def test_revoke_one_session_by_its_handle(user_store: UserStore, capsys: pytest.CaptureFixture[str]) -> None:
+    phone, laptop = (user_store.device().sign_in(user_store.user) for _ in range(2))
+
+    assert user_store.run("revoke", "--handle", laptop.handle) == 0
+    assert capsys.readouterr().out == "revoked 1 session(s)\n"
+    assert laptop.session() == {}
+    assert phone.session() == {"user_id": user_store.user}
+    assert user_store.run("list", user_store.user, "--json") == 0
+    assert [json.loads(line)["handle"] for line in capsys.readouterr().out.splitlines()] == [phone.handle]
+
+    # Gone now, or never there: no such session, exit 1.
+    for handle in (laptop.handle, private_id(new_session_id())):
+        assert user_store.run("revoke", "--handle", handle) == 1
+        captured = capsys.readouterr()
+        assert (captured.out, captured.err) == ("", "no such session\n")
+    assert phone.session() == {"user_id": user_store.user}
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
+def test_user_commands_take_the_store_options_before_or_after(
+    before: bool, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    location = request.getfixturevalue("redis_location")
+    client = redis.Redis.from_url(location)
+    try:
+        app = make_app(
+            [Route("/sign-in", _sign_in), Route("/whoami", _whoami)],
+            backend=RedisBackend(client, key_prefix="app:"),
+            user_key="user_id",
+        )
+        phone, laptop = (Device(app, "Device/1.0", "10.0.0.1").sign_in("bo") for _ in range(2))
+        prefix = ["--key-prefix", "app:"]
+
+        def run(command: str, *arguments: str) -> int:
+            if before:
+                return main([*prefix, command, location, *arguments])
+            return main([command, location, *arguments, *prefix])
+
+        assert run("list", "bo", "--json") == 0
+        handles = {json.loads(line)["handle"] for line in capsys.readouterr().out.splitlines()}
+        assert handles == {phone.handle, laptop.handle}
+        assert run("revoke", "--handle", laptop.handle) == 0
+        assert laptop.session() == {}
+        assert run("revoke", "bo") == 0
+        assert capsys.readouterr().out.endswith("revoked 1 session(s)\n")
+        assert phone.session() == {}
+        # Without the option the default prefix is used, which holds nothing of this app's.
+        phone.sign_in("bo")
+        assert main(["list", location, "bo", "--json"]) == 0
+        assert capsys.readouterr().out == ""
+        assert main(["revoke", location, "--handle", phone.handle]) == 1
+        assert phone.session() == {"user_id": "bo"}
+    finally:
+        client.close()
+
+
+def test_list_escapes_control_characters_of_a_user_agent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "sessions"
+    app = make_app(
+        [Route("/sign-in", _sign_in), Route("/whoami", _whoami)],
+        backend=FileBackend(directory),
+        user_key="user_id",
+        track_client=True,
+    )
+    hostile = "Evil\x1b]0;owned\x07\x9b31m " + "x" * 60
+    Device(app, hostile, "10.0.0.9").sign_in("cy")
+    assert main(["list", str(directory), "cy"]) == 0
+    out = capsys.readouterr().out
+    assert not any(char in out for char in "\x1b\x07\x9b")
+    row = _table(out)[1]
+    assert row[4].startswith("Evil\\x1b]0;owned\\x07\\x9b31m xxx")
+    assert len(row[4]) == 40
+    assert row[4].endswith("…")  # shortened in the table
+    assert main(["list", str(directory), "cy", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.isascii()
+    assert json.loads(out)["user_agent"] == hostile  # whole, and escaped by JSON
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["revoke", "{dir}"], "revoke needs a USER, or --handle HANDLE"),
+        (["revoke", "{dir}", "ann", "--handle", "{handle}"], "revoke takes a USER or --handle, not both"),
+        (["revoke", "{dir}", "--handle", "{handle}", "--keep", "{handle}"], "--keep applies to revoking"),
+        (["revoke", "{dir}", "--handle", "{id}"], "--handle takes a session handle"),
+        (["revoke", "{dir}", "ann", "--keep", "{id}"], "--keep takes a session handle"),
+        (["revoke", "{dir}", "--handle", "{handle}x"], "--handle takes a session handle"),
+        (["list", "{dir}", ""], "USER is empty"),
+        (["list", "{dir}", "ann", "--table", "t"], "--table applies to SQL databases only"),
+        (["revoke", "{dir}", "ann", "--cluster"], "--cluster applies to Redis URLs only"),
+    ],
+)
+def test_user_command_usage_errors_exit_2_without_echoing_an_id(
+    arguments: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "sessions"
+    directory.mkdir()
+    session_id = new_session_id()
+    values = {"{dir}": str(directory), "{handle}": private_id(new_session_id()), "{id}": session_id}
+    values["{handle}x"] = values["{handle}"] + "0"
+    assert main([values.get(argument, argument) for argument in arguments]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert session_id not in err
+    assert list(directory.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["list", "ann"], ["revoke", "ann"]])
+@pytest.mark.parametrize("location", ["redis://127.0.0.1:1/0", "memcache://127.0.0.1:1"])
+def test_user_commands_on_an_unreachable_server_exit_2(
+    command: list[str], location: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command[0], location, *command[1:]]) == 2
+    assert capsys.readouterr().err.startswith("error: session store")
+
+
+def test_list_as_a_program(tmp_path: Path) -> None:
+    directory = tmp_path / "sessions"
+    app = make_app(
+        [Route("/sign-in", _sign_in), Route("/whoami", _whoami)],
+        backend=FileBackend(directory),
+        user_key="user_id",
+        track_client=True,
+    )
+    device = Device(app, "Device/1.0", "10.0.0.1").sign_in("dee")
+    done = subprocess.run(
+        [sys.executable, "-m", "starlette_session", "list", str(directory), "dee", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert json.loads(done.stdout)["handle"] == device.handle
