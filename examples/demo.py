@@ -16,6 +16,13 @@ carried by an ordinary cookie (``demo_report``, not the session's) for the page 
 Session ids are credentials: the panel shows their first 6 characters only, and the cookie
 values likewise, since the signed cookie holds the id.
 
+Logging in sets ``user_id`` (the name, case-folded), the middleware's ``user_key``, so each
+session is indexed under its user, with its User-Agent and address (``track_client``). The page
+"Where you're signed in" (``/sessions``) lists the user's sessions and signs out another one (by
+its handle, ``backend.revoke_session``) or every other one (``logout_other_sessions()``). A
+handle is not a credential, but the page shows only its first 6 characters too; the whole handle
+is only in the value of the form that revokes it.
+
 Environment:
 
 * ``DEMO_DATA_DIR``: the demo's data folder (default ``.demo-data`` in the repository);
@@ -32,6 +39,7 @@ import json
 import os
 import secrets
 import tempfile
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -58,6 +66,7 @@ from starlette_session import (
 )
 from starlette_session.backends.file import FileBackend
 from starlette_session.strategies import ServerSideStrategy
+from starlette_session.users import SessionInfo, list_sessions, logout_other_sessions
 
 T = TypeVar("T")
 
@@ -436,7 +445,8 @@ PAGE = """<!doctype html>
 <link rel="icon" href="data:,"></head>
 <body style="font-family: sans-serif; max-width: 48em; margin: 2em auto">
 <h1>starlette_session demo</h1>
-<nav><a href="/">Home</a> · <a href="/cart">Cart</a></nav>
+<nav><a href="/">Home</a> · <a href="/cart">Cart</a> ·
+<a id="where" href="/sessions">Where you're signed in</a></nav>
 {content}
 <p><small>Session stored server-side in <code>{directory}</code>;
 the cookie holds only its signed id.</small></p>
@@ -457,6 +467,19 @@ CART = """<p>Reading the cart changes nothing: reload this page and no cookie is
 <ul>{cart}</ul>
 <form method="post" action="/cart"><input id="item" name="item" placeholder="an item" required>
 <button id="add">Add to cart</button></form>
+"""
+
+SESSIONS = """<h2>Where you're signed in</h2>
+{notice}<p>Every session signed in as <b>{user}</b>, most recently seen first.</p>
+<table id="devices" cellpadding="4">
+<thead><tr><th>Device</th><th>Address</th><th>Signed in</th><th>Last seen</th><th>Session</th>
+<th></th></tr></thead>
+<tbody>{rows}</tbody></table>
+{others}
+"""
+
+SIGNED_OUT = """<h2>Where you're signed in</h2>
+<p id="not-signed-in">You are not logged in: <a href="/">log in</a> to see where you are signed in.</p>
 """
 
 
@@ -502,8 +525,11 @@ async def cart(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     form = await request.form()
+    name = str(form.get("user", ""))[:64]
     regenerate_session()  # a new session id at login, against session fixation
-    request.session["user"] = str(form.get("user", ""))[:64]
+    request.session["user"] = name
+    # The middleware's user_key: "Alice" and "alice" are one user, with one list of sessions.
+    request.session["user_id"] = name.strip().casefold()
     return RedirectResponse("/", status_code=303)
 
 
@@ -517,6 +543,72 @@ async def add_to_cart(request: Request) -> Response:
     # A change inside a nested value is saved without marking the session modified.
     cart_items().append(str(form.get("item", ""))[:64])
     return RedirectResponse("/cart", status_code=303)
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+def _device_row(info: SessionInfo) -> str:
+    if info.current:
+        action = '<b class="this-device">this device</b>'
+    else:
+        # The whole handle only here, as the value the form posts back.
+        action = (
+            '<form method="post" action="/sessions/revoke">'
+            f'<input type="hidden" name="handle" value="{html.escape(info.handle)}">'
+            '<button class="sign-out">Sign out</button></form>'
+        )
+    cells = [
+        html.escape(info.user_agent or "unknown device"),
+        html.escape(info.ip or "unknown"),
+        _when(info.created_at),
+        _when(info.last_seen_at),
+        f"<code>{html.escape(shorten(info.handle))}</code>",
+        action,
+    ]
+    row_class = "device current" if info.current else "device"
+    return f'<tr class="{row_class}">' + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+async def where_signed_in(request: Request) -> Response:
+    user = request.session.get("user")
+    if not user or "user_id" not in request.session:  # logged out, or logged in by an older demo
+        return _page(request, SIGNED_OUT)
+    infos = await list_sessions()
+    notice = ""
+    signed_out = request.query_params.get("signed_out", "")
+    if signed_out.isdigit():
+        notice = f'<p id="notice">Signed out of {int(signed_out)} other session(s).</p>'
+    others = ""
+    if any(not info.current for info in infos):
+        others = (
+            '<form method="post" action="/sessions/others">'
+            '<button id="sign-out-others">Sign out all other devices</button></form>'
+        )
+    rows = "".join(_device_row(info) for info in infos)
+    content = SESSIONS.format(notice=notice, user=html.escape(user), rows=rows, others=others)
+    return _page(request, content)
+
+
+async def sign_out_device(request: Request) -> Response:
+    form = await request.form()
+    handle = str(form.get("handle", ""))
+    # Only another session of this user: a handle is no credential, but it is not a licence either.
+    others = {info.handle for info in await list_sessions() if not info.current}
+    if handle not in others:
+        content = '<p id="no-such-session">No such session on another of your devices.</p>'
+        response = _page(request, content)
+        response.status_code = 404
+        return response
+    backend: SessionBackend = request.app.state.backend
+    revoked = await backend.revoke_session(handle)
+    return RedirectResponse(f"/sessions?signed_out={int(revoked)}", status_code=303)
+
+
+async def sign_out_others(request: Request) -> Response:
+    revoked = await logout_other_sessions()
+    return RedirectResponse(f"/sessions?signed_out={revoked}", status_code=303)
 
 
 async def health(request: Request) -> Response:
@@ -547,12 +639,20 @@ def create_app(
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
             Route("/cart", add_to_cart, methods=["POST"]),
+            Route("/sessions", where_signed_in),
+            Route("/sessions/revoke", sign_out_device, methods=["POST"]),
+            Route("/sessions/others", sign_out_others, methods=["POST"]),
             Route("/health", health),
         ],
         middleware=[
             Middleware(ReportMiddleware, backend=backend, reports=KeptReports()),
             Middleware(
-                SessionMiddleware, secret_key=secret_key, session_cookie=SESSION_COOKIE, backend=backend
+                SessionMiddleware,
+                secret_key=secret_key,
+                session_cookie=SESSION_COOKIE,
+                backend=backend,
+                user_key="user_id",
+                track_client=True,
             ),
         ],
     )

@@ -355,3 +355,46 @@ def test_demo_panel_shows_the_set_cookie_of_a_change_and_none_on_a_reload(
     assert panel(chrome, "report-current", "store-calls").startswith("file.read(")
     assert "<li>apple</li>" in chrome.page_source
     assert cookies_named(chrome, "session")["session"]["value"] == cookie
+
+
+def test_demo_signs_another_device_out_from_where_youre_signed_in(
+    chrome: webdriver.Chrome, demo_port: int
+) -> None:
+    site = origin(demo_port)
+    with httpx.Client(base_url=site, headers={"User-Agent": "Other-Device/1.0"}, timeout=10.0) as other:
+        # Another device (outside the browser) logs in as alice.
+        assert "Hello, alice." in other.post("/login", data={"user": "alice"}, follow_redirects=True).text
+        other_cookie = other.cookies["session"]
+
+        # So does the browser, which then opens the page of its sessions.
+        chrome.get(f"{site}/")
+        chrome.find_element(By.ID, "user").send_keys("alice")
+        old_page = chrome.find_element(By.TAG_NAME, "html")
+        chrome.find_element(By.ID, "login").click()
+        WebDriverWait(chrome, WAIT).until(expected_conditions.staleness_of(old_page))
+        assert "Hello, alice." in chrome.page_source
+        old_page = chrome.find_element(By.TAG_NAME, "html")
+        chrome.find_element(By.ID, "where").click()
+        WebDriverWait(chrome, WAIT).until(expected_conditions.staleness_of(old_page))
+
+        devices = chrome.find_elements(By.CSS_SELECTOR, "#devices tr.device")
+        assert len(devices) == 2
+        (this,) = chrome.find_elements(By.CSS_SELECTOR, "#devices tr.device.current")
+        assert "this device" in this.text
+        assert "HeadlessChrome" in this.text
+        (row,) = [device for device in devices if "Other-Device/1.0" in device.text]
+        assert "this device" not in row.text
+        assert other_cookie not in chrome.page_source
+
+        old_page = chrome.find_element(By.TAG_NAME, "html")
+        row.find_element(By.CSS_SELECTOR, "button.sign-out").click()  # POST, then 303 to the list
+        WebDriverWait(chrome, WAIT).until(expected_conditions.staleness_of(old_page))
+        assert chrome.find_element(By.ID, "notice").text == "Signed out of 1 other session(s)."
+        remaining = chrome.find_elements(By.CSS_SELECTOR, "#devices tr.device")
+        assert [device.get_attribute("class") for device in remaining] == ["device current"]
+        assert chrome.find_elements(By.ID, "sign-out-others") == []
+
+        # The other device's next request is anonymous; the browser is still logged in.
+        assert "You are not logged in." in other.get("/").text
+        chrome.get(f"{site}/")
+        assert "Hello, alice." in chrome.page_source

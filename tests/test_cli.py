@@ -641,7 +641,7 @@ class Device:
                 transport=transport,
                 base_url="http://testserver",
                 cookies=self.cookies,
-                headers={"User-Agent": self.user_agent.encode("latin-1")},
+                headers={b"User-Agent": self.user_agent.encode("latin-1")},
             ) as client:
                 response = await client.get(path)
                 assert response.status_code == 200, response.text

@@ -26,6 +26,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from starlette_session.ids import private_id
+from starlette_session.users import INDEX_PREFIX, index_key
 from tests.helpers import unsign_json
 
 BASE_URL = "http://testserver"
@@ -60,9 +62,13 @@ def app(demo: ModuleType, data_dir: Path) -> Starlette:
 
 
 @asynccontextmanager
-async def browse(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, follow_redirects=True) as client:
+async def browse(
+    app: Starlette, user_agent: str = "python-httpx", ip: str = "127.0.0.1"
+) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+    async with httpx.AsyncClient(
+        transport=transport, base_url=BASE_URL, follow_redirects=True, headers={"User-Agent": user_agent}
+    ) as client:
         yield client
 
 
@@ -145,8 +151,17 @@ def secret_of(data_dir: Path) -> str:
 
 
 def keys(data_dir: Path) -> set[str]:
-    """The store keys of the live session files (the file name after its prefix)."""
-    return {path.name.removeprefix("session-") for path in (data_dir / "sessions").glob("session-*")}
+    """The store keys of the live session files (the file name after its prefix), not the users' indexes."""
+    names = (path.name.removeprefix("session-") for path in (data_dir / "sessions").glob("session-*"))
+    return {name for name in names if not name.startswith(INDEX_PREFIX)}
+
+
+def index_keys(data_dir: Path) -> set[str]:
+    """The store keys of the users' session indexes (``user_key``)."""
+    return {
+        path.name.removeprefix("session-")
+        for path in (data_dir / "sessions").glob(f"session-{INDEX_PREFIX}*")
+    }
 
 
 def record_size(data_dir: Path, key: str) -> int:
@@ -248,16 +263,26 @@ async def test_login_shows_the_new_id_shortened_and_never_in_full(app: Starlette
         assert shown.session_id == (
             f"changed: {short(old_id)} → {short(new_id)} (regenerate_session(): the old record was removed)"
         )
+        index = index_key("alice")
         assert [call.split(" →")[0].split(",")[0] for call in shown.calls] == [
             f"file.read({short(old_key)})",
             f"file.remove({short(old_key)})",
             f"file.create({short(new_key)}",
+            # user_key: the session is listed in its user's index.
+            f"file.read_for_update({short(index)})",
+            f"file.create({short(index)}",
         ]
-        assert shown.record == {"cart": ["apple"], "user": "alice"}
+        assert index_keys(data_dir) == {index}
+        assert shown.record == {"cart": ["apple"], "user": "alice", "user_id": "alice"}
         assert "Hello, alice." in response.text
         # The home page it led to counted the view: a write under the new id.
         assert current(response.text).session_id == f"unchanged: {short(new_id)}"
-        assert current(response.text).record == {"cart": ["apple"], "user": "alice", "views": 1}
+        assert current(response.text).record == {
+            "cart": ["apple"],
+            "user": "alice",
+            "user_id": "alice",
+            "views": 1,
+        }
 
         pages.append((await client.get("/cart")).text)
         assert_nothing_full(pages, old_id, new_id, old_key, new_key, old_value, cookie_value(client))
@@ -272,6 +297,8 @@ async def test_logout_shows_the_cleared_cookie_and_the_removal(app: Starlette, d
         (key,) = keys(data_dir)
         session_id = public_id(client, secret_of(data_dir))
         size = record_size(data_dir, key)
+        index = index_key("alice")
+        index_size = record_size(data_dir, index)
 
         response = await client.post("/logout")
         shown = previous(response.text)
@@ -282,6 +309,9 @@ async def test_logout_shows_the_cleared_cookie_and_the_removal(app: Starlette, d
         assert shown.calls == [
             f"file.read({short(key)}) → {size} bytes",
             f"file.remove({short(key)}) → removed",
+            # Taken out of its user's index, which is left with no session.
+            f"file.read_for_update({short(index)}) → {index_size} bytes",
+            f"file.compare_and_swap({short(index)}, 2 bytes, ttl=1) → stored",
         ]
         assert shown.record is None
         # The home page after it starts a new session, under a new key.
@@ -331,3 +361,168 @@ async def test_secret_key_from_the_environment_wins(
     async with browse(app) as client:
         await client.post("/cart", data={"item": "apple"})
         assert unsign_json(cookie_value(client), "from-the-environment")["_cssid"]
+
+
+# -- where you're signed in ----------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One session in the "Where you're signed in" table."""
+
+    current: bool
+    #: Device, address, signed in, last seen, session (shortened handle), action.
+    cells: list[str]
+    #: The handle the row's "Sign out" form posts, if it has one.
+    handle: str | None
+
+
+def rows(page: str) -> list[Row]:
+    table = re.search(r'<table id="devices".*?<tbody>(.*?)</tbody>', page, re.DOTALL)
+    assert table is not None, page
+    found = []
+    for row_class, body in re.findall(r'<tr class="(device(?: current)?)">(.*?)</tr>', table.group(1)):
+        handle = re.search(r'<input type="hidden" name="handle" value="([^"]*)">', body)
+        cells = [html.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<td>(.*?)</td>", body)]
+        found.append(Row(row_class == "device current", cells, None if handle is None else handle.group(1)))
+    return found
+
+
+def handle_of(client: httpx.AsyncClient, data_dir: Path) -> str:
+    return private_id(public_id(client, secret_of(data_dir)))
+
+
+async def logged_in(client: httpx.AsyncClient, name: str) -> str:
+    """Log ``client`` in as ``name``; return the home page it lands on."""
+    page = (await client.post("/login", data={"user": name})).text
+    assert f"Hello, {html.escape(name)}." in page
+    return page
+
+
+async def is_anonymous(client: httpx.AsyncClient) -> bool:
+    page = (await client.get("/")).text
+    return "You are not logged in." in page
+
+
+def assert_handles_only_in_forms(page: str, *handles: str) -> None:
+    """No full handle in the page but as the value of a form's hidden field."""
+    outside_forms = re.sub(r'<input type="hidden" name="handle" value="[^"]*">', "", page)
+    assert_nothing_full([outside_forms], *handles)
+
+
+@pytest.mark.anyio
+async def test_where_signed_in_lists_the_users_sessions(app: Starlette, data_dir: Path) -> None:
+    async with (
+        browse(app, "Phone/1.0 (test)", "10.0.0.1") as phone,
+        browse(app, "Laptop/2.0 (test)", "10.0.0.2") as laptop,
+        browse(app, "Other/3.0 (test)", "10.0.0.3") as bob,
+    ):
+        await logged_in(phone, "Alice")
+        await logged_in(bob, "bob")
+        await logged_in(laptop, "alice")  # the same user: user_id is the name, case-folded
+
+        response = await laptop.get("/sessions")
+        assert response.status_code == 200
+        page = response.text
+        assert "<h2>Where you're signed in</h2>" in page
+        shown = rows(page)
+        phone_handle, laptop_handle = handle_of(phone, data_dir), handle_of(laptop, data_dir)
+        # Most recently seen first: this device, then the phone; bob's session is not listed.
+        assert [row.current for row in shown] == [True, False]
+        assert shown[0].cells[:2] == ["Laptop/2.0 (test)", "10.0.0.2"]
+        assert shown[0].cells[4:] == [short(laptop_handle), "this device"]
+        assert shown[0].handle is None  # no button to sign this device out: that is "Log out"
+        assert shown[1].cells[:2] == ["Phone/1.0 (test)", "10.0.0.1"]
+        assert shown[1].cells[4:] == [short(phone_handle), "Sign out"]
+        assert shown[1].handle == phone_handle
+        for row in shown:
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row.cells[2]), row
+            assert row.cells[2] <= row.cells[3], row  # signed in, then last seen
+        assert 'id="sign-out-others"' in page
+
+        # No full id, cookie value or handle in the page (the handles only as the forms' values).
+        credentials = [public_id(client, secret_of(data_dir)) for client in (phone, laptop, bob)]
+        credentials += [cookie_value(client) for client in (phone, laptop, bob)]
+        assert_nothing_full([page], *credentials)
+        assert_handles_only_in_forms(page, phone_handle, laptop_handle, handle_of(bob, data_dir))
+
+        # Alone, the user sees one session and no button to sign others out.
+        alone = (await bob.get("/sessions")).text
+        assert [(row.current, row.cells[0]) for row in rows(alone)] == [(True, "Other/3.0 (test)")]
+        assert 'id="sign-out-others"' not in alone
+
+
+@pytest.mark.anyio
+async def test_signing_out_another_device_logs_it_out(app: Starlette, data_dir: Path) -> None:
+    async with browse(app, "Phone/1.0") as phone, browse(app, "Laptop/2.0") as laptop:
+        await logged_in(phone, "alice")
+        await logged_in(laptop, "alice")
+        phone_handle = handle_of(phone, data_dir)
+        phone_key = phone_handle  # the handle is the record's key
+        assert phone_key in keys(data_dir)
+        (target,) = [row.handle for row in rows((await laptop.get("/sessions")).text) if not row.current]
+        assert target == phone_handle
+
+        response = await laptop.post("/sessions/revoke", data={"handle": target})
+        assert [r.status_code for r in response.history] == [303]
+        assert str(response.url).endswith("/sessions?signed_out=1")
+        assert "Signed out of 1 other session(s)." in response.text
+        assert [row.current for row in rows(response.text)] == [True]
+        # The revocation went through the store, as the panel shows.
+        assert f"file.remove({short(phone_key)}) → removed" in previous(response.text).calls
+        assert phone_key not in keys(data_dir)
+
+        # The phone's next request is anonymous; the laptop is still logged in.
+        assert await is_anonymous(phone)
+        assert "not logged in" in (await phone.get("/sessions")).text
+        assert not await is_anonymous(laptop)
+        assert_handles_only_in_forms(response.text, phone_handle, handle_of(laptop, data_dir))
+
+
+@pytest.mark.anyio
+async def test_sign_out_all_other_devices(app: Starlette, data_dir: Path) -> None:
+    async with (
+        browse(app, "Phone/1.0") as phone,
+        browse(app, "Tablet/1.0") as tablet,
+        browse(app, "Laptop/2.0") as laptop,
+        browse(app, "Other/3.0") as bob,
+    ):
+        for client in (phone, tablet, laptop):
+            await logged_in(client, "alice")
+        await logged_in(bob, "bob")
+        assert len(rows((await laptop.get("/sessions")).text)) == 3
+
+        response = await laptop.post("/sessions/others")
+        assert [r.status_code for r in response.history] == [303]
+        assert "Signed out of 2 other session(s)." in response.text
+        assert [(row.current, row.cells[0]) for row in rows(response.text)] == [(True, "Laptop/2.0")]
+        assert 'id="sign-out-others"' not in response.text
+        assert await is_anonymous(phone)
+        assert await is_anonymous(tablet)
+        assert not await is_anonymous(laptop)
+        assert not await is_anonymous(bob)  # another user's sessions are left alone
+
+
+@pytest.mark.anyio
+async def test_only_another_session_of_ones_own_can_be_signed_out(app: Starlette, data_dir: Path) -> None:
+    async with browse(app) as alice, browse(app) as bob, browse(app) as anonymous:
+        await logged_in(alice, "alice")
+        await logged_in(bob, "bob")
+        await anonymous.get("/")
+        refused = [
+            (alice, handle_of(bob, data_dir)),  # another user's session
+            (alice, handle_of(alice, data_dir)),  # this very session: that is "Log out"
+            (alice, public_id(bob, secret_of(data_dir))),  # an id is not a handle
+            (alice, "garbage"),
+            (anonymous, handle_of(bob, data_dir)),  # not logged in
+        ]
+        for client, handle in refused:
+            response = await client.post("/sessions/revoke", data={"handle": handle})
+            assert response.status_code == 404
+            assert "No such session on another of your devices." in response.text
+        assert not await is_anonymous(alice)
+        assert not await is_anonymous(bob)
+        # Nobody else to sign out, and nothing done for an anonymous visitor either.
+        assert "Signed out of 0 other session(s)." in (await alice.post("/sessions/others")).text
+        assert 'id="not-signed-in"' in (await anonymous.post("/sessions/others")).text
+        assert not await is_anonymous(bob)
