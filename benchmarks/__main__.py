@@ -3,7 +3,8 @@
 Subcommands:
 
 * ``run`` (the default): start Redis and memcached on free loopback ports, then measure the
-  in-process workloads on every contender, the store round trips, the cost of
+  in-process workloads on every contender, the store round trips, our read against each
+  store's bare client call (and with ``hash_ids=False``), the cost of
   ``concurrency="merge"``, the 1.3 ms store latency variant, store outages behind a cuttable
   proxy (``benchmarks/outage.py``, with PostgreSQL too when it is installed) and the HTTP
   benchmark; run the Starlette 0.52 comparison in its own venv (``--compat-python``); print the
@@ -228,6 +229,14 @@ async def inprocess_phase(stores: Stores, names: Sequence[str], plan: Plan, coun
     return result
 
 
+async def floors_phase(stores: Stores, plan: Plan) -> dict[str, Any]:
+    """Our read against the bare client call of each backend (``benchmarks/floors.py``)."""
+    from benchmarks.floors import FLOOR_BACKENDS, floor_phase  # noqa: PLC0415
+
+    async with contextlib.AsyncExitStack() as stack:
+        return await floor_phase(stack, stores, FLOOR_BACKENDS, plan.sequential, plan.rounds)
+
+
 async def latency_phase(slow: Stores, names: Sequence[str], plan: Plan) -> dict[str, Any]:
     """Reads, one at a time and 64 at once, with every store command delayed."""
     read = WORKLOADS[0]
@@ -296,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
         _log("in-process workloads (median µs per request):")
         names = available(list(CONTENDERS))
         results.update(asyncio.run(inprocess_phase(stores, names, plan, count=True)))
+        _log("our read against the bare client call, and with hash_ids=False (median µs):")
+        results["floors"] = asyncio.run(floors_phase(stores, plan))
         _log(f"store latency {LATENCY_MS} ms:")
         with (
             start_latency_proxy(redis_address(url), LATENCY_MS) as redis_proxy,

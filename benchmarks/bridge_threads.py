@@ -3,8 +3,8 @@
     .venv-bench/bin/python -m benchmarks.bridge_threads [--threads 8 16 40] [--rounds 3] [--no-http]
                                                         [--latency-ms 1.3] [--output FILE]
 
-``starlette_session._bridge`` runs blocking client calls in a ``ThreadPoolExecutor`` of
-``MAX_THREADS`` threads under asyncio. This script sets that module attribute (and drops the
+``starlette_session._bridge`` runs blocking client calls in up to ``MAX_THREADS`` worker
+threads of its own under asyncio. This script sets that module attribute (and drops the
 pool, so the next call makes one of the new size); the package's files are not changed. For
 each thread count, taking turns ``--rounds`` times:
 
@@ -49,12 +49,12 @@ def set_bridge_threads(threads: int) -> None:
     """Make the package's sync bridge use a pool of ``threads`` threads from its next call on."""
     from starlette_session import _bridge  # noqa: PLC0415
 
-    with _bridge._executor_lock:  # the benchmark pokes at the bridge on purpose
-        old = _bridge._executor
+    with _bridge._workers_lock:  # the benchmark pokes at the bridge on purpose
+        old = _bridge._workers
         _bridge.MAX_THREADS = threads
-        _bridge._executor = None
+        _bridge._workers = None
     if old is not None:
-        old.shutdown(wait=True)
+        old.close()
 
 
 async def _inprocess(

@@ -108,6 +108,37 @@ def evaluate_targets(results: Results) -> list[Target]:
             "<= 2.0",
             lambda v: v <= 2.0,
         )
+    for workload in WORKLOAD_ORDER[1:]:
+        add(
+            f"cookie {workload} / Starlette 1.x",
+            _ratio(
+                _median(results, "inprocess", workload, "ours-cookie"),
+                _median(results, "inprocess", workload, "starlette"),
+            ),
+            "<= 1.0",
+            lambda v: v <= 1.0,
+        )
+    for workload in ("read", "write"):
+        add(
+            f"sync redis.Redis {workload} / redis.asyncio {workload}",
+            _ratio(
+                _median(results, "inprocess", workload, "ours-redis-sync"),
+                _median(results, "inprocess", workload, "ours-redis-async"),
+            ),
+            "<= 1.3",
+            lambda v: v <= 1.3,
+        )
+    floors = results.get("floors") or {}
+    cookie_read = floors.get("cookie_read_us")
+    for name, row in (floors.get("backends") or {}).items():
+        bridged = row.get("overhead_bridged_us")
+        overhead = row["overhead_us"] if bridged is None else bridged
+        add(
+            f"{name}: (our read - bare client call) / our cookie read",
+            _ratio(overhead, cookie_read),
+            "<= 1.0",
+            lambda v: v <= 1.0,
+        )
     bare = _median(results, "inprocess", "no-touch", "bare")
     for name in ("ours-cookie", "ours-redis-async"):
         add(
@@ -341,6 +372,7 @@ def tables(results: Results) -> list[Table]:
                 rows,
             )
         )
+    out.extend(floor_tables(results))
     out.extend(merge_tables(results))
     out.extend(outage_tables(results))
     targets = results.get("targets", [])
@@ -392,6 +424,50 @@ def summary_table(results: Results) -> Table:
 
 
 Table = tuple[str, list[str], list[list[str]]]
+
+
+def floor_tables(results: Results) -> list[Table]:
+    """Our read against the bare client call of each backend, and the cost of hashed ids."""
+    floors = results.get("floors")
+    if not floors or not floors.get("backends"):
+        return []
+    cookie = floors.get("cookie_read_us")
+    rows = []
+    for name, row in floors["backends"].items():
+        bridged = row.get("bare_bridged_us")
+        overhead = row["overhead_us"] if bridged is None else row["overhead_bridged_us"]
+        rows.append(
+            [
+                name,
+                f"`{row['bare_call']}`",
+                _fmt(row["bare_us"]),
+                _fmt(bridged),
+                _fmt(row["read_us"]),
+                _fmt(overhead),
+                _fmt(cookie),
+                _fmt(_ratio(overhead, cookie), 2),
+                _fmt(row["read_raw_ids_us"]),
+                _fmt(row["hashing_us"]),
+            ]
+        )
+    header = [
+        "backend",
+        "bare client call",
+        "bare call µs",
+        "same through the thread bridge µs",
+        "our read µs",
+        "our read - bare call µs",
+        "our cookie read µs",
+        "overhead ÷ cookie read",
+        "our read, hash_ids=False µs",
+        "hashed ids cost µs",
+    ]
+    title = (
+        "Server-side overhead: our read against the store's bare client call, same phase, taking turns "
+        "(median µs; blocking clients' overhead is taken against the call through the thread bridge, "
+        f"whose empty hop costs {_fmt(floors.get('hop_us'))} µs)"
+    )
+    return [(title, header, rows)]
 
 
 def merge_tables(results: Results) -> list[Table]:

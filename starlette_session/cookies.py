@@ -80,6 +80,9 @@ class CookieSettings:
     partitioned: bool = False
     httponly: bool = True
     flags: str = field(init=False)
+    # What follows the value in a Set-Cookie header that stores it, and in one that clears it.
+    _set_suffix: str = field(init=False, repr=False, compare=False)
+    _clear_suffix: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         validate_cookie_name(self.name)
@@ -113,15 +116,17 @@ class CookieSettings:
         if self.partitioned:
             flags += "; partitioned"
         object.__setattr__(self, "flags", flags)
+        max_age = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
+        object.__setattr__(self, "_set_suffix", f"; path={self.path}; {max_age}{flags}")
+        object.__setattr__(self, "_clear_suffix", f"=null; path={self.path}; {CLEARED_EXPIRES}{flags}")
 
     def set_header(self, value: str, name: str | None = None) -> str:
         """Return the Set-Cookie header value that stores ``value`` (under ``name``, default the cookie's)."""
-        max_age = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
-        return f"{name or self.name}={value}; path={self.path}; {max_age}{self.flags}"
+        return f"{name or self.name}={value}{self._set_suffix}"
 
     def clear_header(self, name: str | None = None) -> str:
         """Return the Set-Cookie header value that deletes the cookie (``name``, default the cookie's)."""
-        return f"{name or self.name}=null; path={self.path}; {CLEARED_EXPIRES}{self.flags}"
+        return (name or self.name) + self._clear_suffix
 
     def header_size(self, value_length: int, name: str | None = None) -> int:
         """Return the length of the full ``Set-Cookie: ...`` line for a value of ``value_length``."""
@@ -209,6 +214,10 @@ class CookieJar:
                 "the session cookie's name, path and domain are too long to leave room for a value "
                 f"in a {MAX_COOKIE_SIZE}-byte Set-Cookie header"
             )
+        # The longest value that fits in one cookie, and in the request's Cookie header as
+        # ``name=value``: worked out once, so a small session costs two length comparisons.
+        self._single_capacity = MAX_COOKIE_SIZE - settings.header_size(0)
+        self._single_max_value = max_size - len(settings.name) - 1
         name = re.escape(settings.name)
         # Canonical numbers only: "session.01" or "session.x" are someone else's cookies.
         self._chunk_pattern = re.compile(rf"{name}\.([1-9][0-9]{{0,8}})")
@@ -274,12 +283,14 @@ class CookieJar:
                 splitting is off. Never sends a cookie a browser would silently drop.
         """
         name = self.settings.name
+        if len(value) <= self._single_capacity:
+            if len(value) > self._single_max_value:
+                raise self._too_large(_request_size([(name, value)]), ceiling=True)
+            header = self.settings.set_header(value)
+            if not carried:
+                return [header]
+            return [header, *map(self.settings.clear_header, carried)]
         line = self.settings.header_size(len(value))
-        if line <= MAX_COOKIE_SIZE:
-            size = _request_size([(name, value)])
-            if size > self.max_size:
-                raise self._too_large(size, ceiling=True)
-            return [self.settings.set_header(value), *(self.settings.clear_header(c) for c in carried)]
         if not self.split:
             raise self._too_large(line, ceiling=False)
         if len(value) > self.max_size:  # cheap early refusal before cutting a huge value

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Protocol
+
+_DEFAULT_ENCODER = JSONEncoder()
 
 
 class Serializer(Protocol):
@@ -20,7 +23,14 @@ class JSONSerializer:
     """UTF-8 JSON with the same separators as ``json.dumps`` (and so as Starlette)."""
 
     def dumps(self, data: dict[str, Any]) -> bytes:
-        return json.dumps(data).encode("utf-8")
+        if c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
+            return json.dumps(data).encode("utf-8")
+        # What json.dumps(data) runs, minus its three Python-level calls; a fresh ``markers``
+        # dict each time, as json.dumps makes, so circular data still raises ValueError.
+        encode = c_make_encoder(
+            {}, _DEFAULT_ENCODER.default, encode_basestring_ascii, None, ": ", ", ", False, False, True
+        )
+        return "".join(encode(data, 0)).encode("utf-8")
 
     def loads(self, data: bytes) -> dict[str, Any]:
         try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import binascii
 import hmac
-from base64 import b64decode, b64encode
+from base64 import b64decode
+from binascii import b2a_base64
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -21,6 +22,8 @@ from starlette.datastructures import Secret
 from starlette_session.exceptions import ConfigurationError
 
 SecretKey = str | bytes | Secret
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class CookieCodec(Protocol):
@@ -96,8 +99,11 @@ class SignedCodec:
         self._macs = [
             hmac.new(self.signer.derive_key(key), digestmod=self.signer.digest_method) for key in secret_keys
         ]
+        self._signing_mac = self._macs[0]
         self._cache: dict[str, tuple[bytes, int]] = {}
         self._cache_size = cache_size
+        self._stamped_at: int | None = None
+        self._stamp = b""
 
     def _mac(self, key: hmac.HMAC, message: bytes) -> bytes:
         mac = key.copy()
@@ -105,9 +111,15 @@ class SignedCodec:
         return mac.digest()
 
     def encode(self, payload: bytes) -> str:
-        timestamp = base64_encode(int_to_bytes(self.signer.get_timestamp()))
-        message = b64encode(payload) + b"." + timestamp
-        signature = base64_encode(self._mac(self._macs[0], message))
+        now = self.signer.get_timestamp()
+        if now != self._stamped_at:  # the encoded time changes once a second: encode it once
+            self._stamp = b"." + base64_encode(int_to_bytes(now))
+            self._stamped_at = now
+        message = b2a_base64(payload, newline=False) + self._stamp
+        mac = self._signing_mac.copy()
+        mac.update(message)
+        # itsdangerous' base64_encode, inlined: urlsafe alphabet, no padding.
+        signature = b2a_base64(mac.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
         return (message + b"." + signature).decode("ascii")
 
     def decode(self, value: str) -> bytes | None:

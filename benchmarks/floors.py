@@ -1,0 +1,208 @@
+"""What we add on top of each store's client: our read against the bare client's own call.
+
+For every server-side backend, in the same phase and taking turns:
+
+* **our read**: the in-process read workload (``GET /read`` with the seeded session's cookie);
+* **the bare client call**: the one store call that read makes, sent by hand on the same
+  client with the same key, without the middleware; a blocking client's call is timed twice,
+  called on the event loop (what a benchmark of the client alone shows) and through the
+  package's thread bridge (what a caller who must not block the loop pays);
+* **our read with** ``hash_ids=False``: the same backend keyed by the raw id, so the cost of
+  hashing ids at rest shows;
+* and, as the yardstick, our cookie read.
+
+``overhead = our read - bare call``; the issue's goal is ``overhead <= our cookie read``.
+The bare calls reach into the backends' private attributes (the key they would send), on
+purpose: this module is the benchmark, not an API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks import contenders as c
+from benchmarks.harness import Budget, Timing, time_sequential
+from benchmarks.suite import WORKLOADS, Built, build
+
+#: Contender name -> its factory (which takes the middleware's keywords).
+_FACTORIES: dict[str, Callable[..., contextlib.AbstractAsyncContextManager[Any]]] = {
+    "ours-memory": c._ours_memory,
+    "ours-redis-sync": c._ours_redis_sync,
+    "ours-redis-async": c._ours_redis_async,
+    "ours-memcache": c._ours_memcache,
+    "ours-aiomemcache": c._ours_aiomemcache,
+    "ours-file": c._ours_file,
+    "ours-sqlite-sync": c._ours_sqlite_sync,
+    "ours-sqlite-async": c._ours_sqlite_async,
+}
+FLOOR_BACKENDS = tuple(_FACTORIES)
+RAW_SUFFIX = "+raw-ids"
+
+
+def session_middleware(app: Any) -> Any:
+    """Return the ``SessionMiddleware`` inside a built Starlette app."""
+    from starlette_session import SessionMiddleware  # noqa: PLC0415
+
+    node = app.middleware_stack or app.build_middleware_stack()
+    for _ in range(32):
+        if isinstance(node, SessionMiddleware):
+            return node
+        node = getattr(node, "app", None)
+    raise RuntimeError("no SessionMiddleware in the app")
+
+
+def _record_key(built: Built) -> tuple[Any, str]:
+    """Return the backend and the key its read of the seeded session uses."""
+    from starlette_session.cookies import parse_cookies  # noqa: PLC0415
+
+    strategy = session_middleware(built.app).strategy
+    assert built.cookie is not None
+    cookies = parse_cookies([(b"cookie", built.cookie.encode("latin-1"))], c.COOKIE_NAME)
+    session_id = strategy.session_id_from(cookies)
+    if session_id is None:
+        raise RuntimeError(f"{built.name}: the seeded cookie names no session")
+    return strategy.backend, strategy.backend.key_for(session_id)
+
+
+@dataclass(frozen=True)
+class Bare:
+    """The bare client call of one backend's read: ``func(*args)``, awaited if ``awaited``."""
+
+    label: str
+    func: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    awaited: bool = False
+    #: The backend runs it in a worker thread (``_bridge.run_sync``).
+    blocking: bool = False
+
+    async def __call__(self) -> None:
+        result = self.func(*self.args)
+        if self.awaited:
+            await result
+
+    async def through_bridge(self) -> None:
+        """The same call sent through the package's thread bridge, as the backend sends it."""
+        from starlette_session._bridge import run_sync  # noqa: PLC0415
+
+        await run_sync(self.func, *self.args)
+
+
+def bare_call(built: Built) -> Bare:
+    """Return the bare client call equal to the store call of ``built``'s read."""
+    backend, key = _record_key(built)
+    name = built.name
+    if name == "ours-memory":
+        return Bare("dict lookup", backend._data.get, (key,))
+    if name == "ours-redis-sync":
+        return Bare("client.get(key)", backend.client.get, (backend._key(key),), blocking=True)
+    if name == "ours-redis-async":
+        return Bare("await client.get(key)", backend.client.get, (backend._key(key),), awaited=True)
+    if name == "ours-memcache":
+        return Bare("client.get(key)", backend.client.get, (backend._keys.key(key),), blocking=True)
+    if name == "ours-aiomemcache":
+        mc_key = backend._keys.key(key).encode("ascii")
+        return Bare("await client.get(key)", backend.client.get, (mc_key,), awaited=True)
+    if name == "ours-file":
+        return Bare("path.read_bytes()", backend._path(key).read_bytes, blocking=True)
+    if name in ("ours-sqlite-sync", "ours-sqlite-async"):
+        import sqlalchemy  # noqa: PLC0415
+
+        table = backend.table
+        query = sqlalchemy.select(table.c.data).where(table.c.id == key, table.c.expires_at > time.time())
+        if backend._async_engine is None:
+            engine = backend._sync_engine
+
+            def select_once() -> None:
+                with engine.begin() as conn:
+                    conn.execute(query).scalar()
+
+            return Bare("SELECT in engine.begin()", select_once, blocking=True)
+        async_engine = backend._async_engine
+
+        async def async_select() -> None:
+            async with async_engine.begin() as conn:
+                (await conn.execute(query)).scalar()
+
+        return Bare("SELECT in AsyncEngine.begin()", async_select, awaited=True)
+    raise KeyError(name)
+
+
+async def _hop() -> None:
+    from starlette_session._bridge import run_sync  # noqa: PLC0415
+
+    await run_sync(int)
+
+
+@dataclass
+class _Row:
+    built: Built
+    raw: Built
+    bare_call: Bare
+    read: Timing
+    raw_read: Timing
+    bare: Timing
+    bridged: Timing
+
+
+async def floor_phase(
+    stack: contextlib.AsyncExitStack,
+    stores: c.Stores,
+    names: Sequence[str],
+    budget: Budget,
+    rounds: int,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Measure our read, the bare client call and the raw-id read of each backend, taking turns.
+
+    Returns:
+        ``{"cookie_read_us", "hop_us", "backends": {name: {...}}}``.
+    """
+    read = WORKLOADS[0]
+    cookie = await build(stack, c.CONTENDERS["ours-cookie"], stores)
+    rows: list[_Row] = []
+    for name in names:
+        built = await build(stack, c.CONTENDERS[name], stores)
+        raw_factory = functools.partial(_FACTORIES[name], hash_ids=False)
+        raw_contender = c.Contender(name + RAW_SUFFIX, "ours", c.CONTENDERS[name].store, raw_factory)
+        raw = await build(stack, raw_contender, stores)
+        rows.append(_Row(built, raw, bare_call(built), Timing(), Timing(), Timing(), Timing()))
+    cookie_read, hop = Timing(), Timing()
+    for _ in range(rounds):
+        cookie_read.add(await time_sequential(cookie.caller(read), budget))
+        hop.add(await time_sequential(_hop, budget))
+        for row in rows:
+            row.read.add(await time_sequential(row.built.caller(read), budget))
+            row.bare.add(await time_sequential(row.bare_call, budget))
+            if row.bare_call.blocking:
+                row.bridged.add(await time_sequential(row.bare_call.through_bridge, budget))
+            row.raw_read.add(await time_sequential(row.raw.caller(read), budget))
+    backends: dict[str, Any] = {}
+    for row in rows:
+        ours, bare, raw_ids = row.read.median_us, row.bare.median_us, row.raw_read.median_us
+        bridged = row.bridged.median_us if row.bridged.samples_ns else None
+        backends[row.built.name] = {
+            "bare_call": row.bare_call.label,
+            "bare_us": round(bare, 2),
+            "bare_bridged_us": None if bridged is None else round(bridged, 2),
+            "read_us": round(ours, 2),
+            "overhead_us": round(ours - bare, 2),
+            "overhead_bridged_us": None if bridged is None else round(ours - bridged, 2),
+            "read_raw_ids_us": round(raw_ids, 2),
+            "hashing_us": round(ours - raw_ids, 2),
+        }
+        progress(
+            f"  {row.built.name:18} read {ours:7.1f}  bare {bare:7.1f}"
+            + ("" if bridged is None else f" (through the bridge {bridged:7.1f})")
+            + f"  raw ids {raw_ids:7.1f} µs"
+        )
+    progress(f"  ours-cookie read {cookie_read.median_us:.1f} µs; bridge hop {hop.median_us:.1f} µs")
+    return {
+        "cookie_read_us": round(cookie_read.median_us, 2),
+        "hop_us": round(hop.median_us, 2),
+        "backends": backends,
+    }
