@@ -435,6 +435,9 @@ async def _store_command(args: argparse.Namespace) -> int:
         if args.command == "get":
             _print_json(data)
         else:
+            # By its handle first, so that its user's index (user_key) forgets it too; then under
+            # every key form (the raw id of an older version).
+            await backend.revoke_session(backend.key_for(session_id))
             await backend.delete(session_id)
             print("deleted")
         return EXIT_OK

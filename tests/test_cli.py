@@ -838,6 +838,18 @@ def test_revoke_one_session_by_its_handle(user_store: UserStore, capsys: pytest.
     assert phone.session() == {"user_id": user_store.user}
 
 
+def test_delete_takes_the_session_out_of_its_users_list(
+    user_store: UserStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phone, laptop = (user_store.device().sign_in(user_store.user) for _ in range(2))
+    assert user_store.run("delete", laptop.session_id) == 0
+    assert capsys.readouterr().out == "deleted\n"
+    assert laptop.session() == {}
+    assert user_store.run("list", user_store.user, "--json") == 0
+    # No session left listed that is not there any more.
+    assert [json.loads(line)["handle"] for line in capsys.readouterr().out.splitlines()] == [phone.handle]
+
+
 @pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
 def test_user_commands_take_the_store_options_before_or_after(
     before: bool, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
