@@ -335,16 +335,16 @@ class ServerSideStrategy:
             return [self._cookie_for(session_id)]
         if session_id is not None and dict.__len__(session):
             await self._refresh_last_seen(loaded, session, session_id)
-        if (
-            rolling
-            and session_id is not None
-            and loaded.legacy != "043"
-            and dict.__len__(session)
-            and await self.guard.run(
-                "renew a session", self.backend.touch, self._key_of(loaded, session_id), self.ttl
-            )
-        ):
-            return [self._cookie_for(session_id)]
+        if rolling and session_id is not None and loaded.legacy != "043" and dict.__len__(session):
+            ttl = self._ttl(loaded.meta)
+            key = self._key_of(loaded, session_id)
+            if await self.guard.run("renew a session", self.backend.touch, key, ttl):
+                user = None if loaded.meta is None else loaded.meta.get("u")
+                if self.user_key is not None and user is not None and loaded.meta is not None:
+                    # The index entry expires with the session: renew it too, or "revoke all" misses it.
+                    handle = self.backend.key_for(session_id)
+                    await self._update_index(user, {handle: users.entry(loaded.meta, self.clock() + ttl)}, [])
+                return [self._cookie_for(session_id)]
         return []
 
     # -- metadata and the user index ----------------------------------------------------------

@@ -228,6 +228,27 @@ async def test_reads_refresh_last_seen_only_after_the_interval(backend: SessionB
         assert (await backend.list_user_sessions(ANN))[0].last_seen_at == after
 
 
+async def test_a_rolling_read_renews_the_index_entry_with_the_session(backend: SessionBackend) -> None:
+    app = user_app(backend, rolling=True, max_age=3600)
+    client, _ = await logged_in(app)
+    async with closing(client):
+        before = (await backend.list_user_sessions(ANN))[0].expires_at
+        strategy: Any = app.strategy
+        strategy.clock = lambda: time.time() + 100  # within last_seen_interval: no refresh
+        assert "set-cookie" in (await client.get("/read")).headers
+        after = (await backend.list_user_sessions(ANN))[0].expires_at
+        assert after >= before + 99  # renewed with the record, so "revoke all" still finds it
+
+
+async def test_deleting_a_session_by_id_drops_it_from_the_index(backend: SessionBackend) -> None:
+    app = user_app(backend)
+    client, sid = await logged_in(app)
+    async with closing(client):
+        await backend.delete(sid)
+        assert await backend.list_user_sessions(ANN) == []
+        assert (await client.get("/read")).json() == {}
+
+
 async def test_the_absolute_timeout_ends_an_active_session(backend: SessionBackend) -> None:
     app = user_app(backend, absolute_max_age=3600, rolling=True)
     client, _ = await logged_in(app)

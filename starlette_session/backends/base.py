@@ -344,8 +344,13 @@ class SessionBackend(ISessionBackend):
         return None
 
     async def delete(self, key: str) -> Any:
-        """Delete the session whose public id is ``key`` (under its raw key too)."""
-        await self.remove(self.key_for(_checked(key)))
+        """Delete the session whose public id is ``key`` (under its raw key too, and from its
+        user's index)."""
+        record_key = self.key_for(_checked(key))
+        user = users.record_user(await self.read(record_key))
+        await self.remove(record_key)
+        if user is not None:
+            await users.update_index(self, user, remove=[record_key])
         legacy = self.legacy_key_for(key)
         if legacy is not None:
             await self.remove(legacy)
