@@ -38,17 +38,8 @@ STORE_CALL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 
 
 def operation_label(operation: str | None) -> str:
-    """A bounded label value for a store operation.
-
-    A store's own error names its command (``"GET a session"`` for Redis); the middleware's
-    errors name its operation, a timeout's with its limit (``"read a session within 2.0 s"``)
-    and the open breaker's with the count of failures (``"read a session: not tried, the store
-    failed 3 times in a row"``). Those two are cut back to the operation, so that the label
-    takes few values.
-    """
-    if not operation:
-        return "unknown"
-    return operation.split(" within ", 1)[0].split(":", 1)[0]
+    """A label value for a store operation: the middleware's few fixed wordings (``"read a session"``)."""
+    return operation or "unknown"
 
 
 class SessionMetrics:

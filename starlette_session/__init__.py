@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from starlette_session.backends import BackendType, MemcacheJSONSerde
+from starlette_session.events import SessionEvent
 from starlette_session.exceptions import (
     BackendError,
     ConfigurationError,
@@ -16,6 +17,7 @@ from starlette_session.exceptions import (
 from starlette_session.interfaces import ISessionBackend, SessionBackend
 from starlette_session.middleware import SessionMiddleware, session_exempt
 from starlette_session.session import Session, SessionNotAvailableError, get_session, regenerate_session
+from starlette_session.users import SessionInfo
 
 __version__ = "1.0.0"
 
@@ -30,6 +32,8 @@ __all__ = [
     "Session",
     "SessionBackend",
     "SessionConflictError",
+    "SessionEvent",
+    "SessionInfo",
     "SessionMiddleware",
     "SessionNotAvailableError",
     "SessionTooLargeError",

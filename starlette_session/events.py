@@ -1,12 +1,16 @@
 """Lifecycle events: what happened to a session, for metrics, traces and audit logs.
 
-``SessionMiddleware(..., events=observer)`` calls ``observer(event)`` with a ``SessionEvent``
-for each of: a session created, loaded, saved, regenerated, destroyed (logout), revoked
-(outside a request), expired or unknown on load, a rejected cookie, a store error, and every
-store call (``"store_call"``, with its operation and duration). An event never holds a
-session id: at most the ``handle``, the store's key, which cannot be turned into a cookie.
-An observer that raises is logged and never breaks the request. Observers run on the event
-loop, inline: keep them quick (increment a counter, record a span), or hand the event off.
+``SessionMiddleware(..., events=observer)`` calls ``observer(event)`` with a ``SessionEvent``,
+for server-side sessions (cookie sessions have no store and emit none), for each of: a session
+created, loaded, saved, regenerated, destroyed (logout), revoked (by ``logout_other_sessions()``
+in a request), expired or unknown on load, a rejected cookie, a store error, and every store
+call the breaker let through (``"store_call"``, with its operation, duration and, when it
+failed, its error). ``operation`` is the middleware's wording of the call (``"read a
+session"``), the same in ``store_call`` and ``store_error``. An event never holds a session id:
+at most the ``handle``, the store's key, which cannot be turned into a cookie. The observer is
+a plain (not async) callable; one that raises is logged and never breaks the request. It runs
+on the event loop, inline: keep it quick (increment a counter, record a span), or hand the
+event off.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ class SessionEvent:
         duration: seconds the store call behind the event took (``None`` if there was none).
         handle: the session's revocation handle (its store key), when known; never its id.
         operation: for ``store_call`` and ``store_error``, what the call did (``"read a session"``).
-        error: for ``store_error``, the error's text (which never holds an id).
+        error: for ``store_error`` and a failed ``store_call``, the error's text (which never
+            holds an id).
     """
 
     type: EventType

@@ -236,6 +236,11 @@ class SessionMiddleware:
                 store.hash_ids = hash_ids
             store.raw_id_fallback = raw_id_fallback
         _check_user_options(store, user_key, absolute_max_age, last_seen_interval)
+        if events is not None and (not callable(events) or inspect.iscoroutinefunction(events)):
+            raise ConfigurationError(
+                "events= takes a plain callable receiving each SessionEvent, not an async function "
+                "(it would never be awaited); hand events to a queue or a task from a plain function"
+            )
         if legacy_043 and (store is None or not has_capability(store, "read_043")):
             raise ConfigurationError(
                 "legacy_043=True reads starlette-session 0.4.3's records, which only its Redis and "

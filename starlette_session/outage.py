@@ -21,7 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from starlette_session.backends.base import backend_error
 from starlette_session.events import Observer, SessionEvent, emit
-from starlette_session.exceptions import BackendError, ConfigurationError
+from starlette_session.exceptions import BackendError, ConfigurationError, SessionConflictError
 
 T = TypeVar("T")
 
@@ -104,30 +104,52 @@ class StoreGuard:
                     result = await func(*args)
         except TimeoutError:
             self._failed()
-            raise backend_error(self.backend_name, f"{operation} within {self.timeout} s") from None
-        except BackendError:
+            error = backend_error(self.backend_name, f"{operation} within {self.timeout} s")
+            error.operation = operation
+            self._observe(operation, started, error)
+            raise error from None
+        except SessionConflictError:
+            self._observe(operation, started, None)
+            raise  # contention on one record, not an outage: the breaker does not count it
+        except BackendError as error:
             self._failed()
+            error.operation = operation  # one wording per operation, whatever the store called it
+            self._observe(operation, started, error)
+            raise
+        except BaseException:
+            self._observe(operation, started, None)
             raise
         finally:
             if probe:
                 self._probing = False
-            self.last_duration = time.perf_counter() - started
-            if self.observer is not None:
-                emit(
-                    self.observer,
-                    SessionEvent("store_call", self.backend_name, self.last_duration, operation=operation),
-                )
+        self._observe(operation, started, None)
         self._failures = 0
         return result
+
+    def _observe(self, operation: str, started: float, error: BackendError | None) -> None:
+        self.last_duration = time.perf_counter() - started
+        if self.observer is not None:
+            emit(
+                self.observer,
+                SessionEvent(
+                    "store_call",
+                    self.backend_name,
+                    self.last_duration,
+                    operation=operation,
+                    error=None if error is None else str(error),
+                ),
+            )
 
     def _admit(self, operation: str) -> bool:
         """Return whether the call is a probe; raise if the breaker refuses it."""
         if not self.is_open:
             return False
         if self._probing or self._clock() < self._open_until:
-            raise backend_error(
+            error = backend_error(
                 self.backend_name, f"{operation}: not tried, the store failed {self._failures} times in a row"
             )
+            error.operation = operation
+            raise error
         self._probing = True
         return True
 

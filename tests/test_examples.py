@@ -222,6 +222,8 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     "custom_backend": Scenario(_no_env, plain_counter),
+    "otel_tracing": Scenario(_no_env, plain_counter),
+    "prometheus_metrics": Scenario(_no_env, plain_counter),
     "demo": Scenario(_session_dir, demo_flow),
     "fastapi_app": Scenario(_no_env, fastapi_flow),
     "file_backend": Scenario(_session_dir, file_flow),
