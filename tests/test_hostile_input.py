@@ -19,9 +19,11 @@ import aiomcache
 import httpx
 import pytest
 import redis
+import redis.asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymemcache.client.base import Client as MemcacheClient
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from starlette.requests import Request
@@ -210,40 +212,55 @@ def _redis_down(proxy: FaultProxy) -> tuple[SessionBackend, Any]:
 
 
 @pytest.mark.parametrize(
-    "store", ["redis", "memcache", "aiomemcache", "postgresql", "file", "sqlite", "custom"]
+    "store",
+    [
+        "redis",
+        "redis-asyncio",
+        "memcache",
+        "aiomemcache",
+        "postgresql",
+        "postgresql-async",
+        "file",
+        "sqlite",
+        "custom",
+    ],
 )
 async def test_no_failure_path_names_the_session(
     store: str, request: pytest.FixtureRequest, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     sid = "secret-" + uuid.uuid4().hex + "-id"
     closers: list[Any] = []
-    if store == "redis":
+    if store.startswith("redis"):
         upstream = request.getfixturevalue("redis_url").removeprefix("redis://").split("/")[0].split(":")
         proxy = FaultProxy(upstream[0], int(upstream[1])).__enter__()
         closers.append(lambda: proxy.__exit__(None, None, None))
         proxy.set_mode("refuse")
-        backend, client = _redis_down(proxy)
-        closers.append(client.close)
+        if store == "redis":
+            backend, client = _redis_down(proxy)
+            closers.append(client.close)
+        else:
+            aclient = redis.asyncio.Redis(host="127.0.0.1", port=proxy.port, retry=AsyncRetry(NoBackoff(), 0))
+            backend = create_backend(BackendType.aioRedis, aclient)  # type: ignore[assignment]
+            closers.append(aclient.aclose)
     elif store == "memcache":
         backend = create_backend(BackendType.memcache, MemcacheClient(("127.0.0.1", 9), connect_timeout=1))  # type: ignore[assignment]
     elif store == "aiomemcache":
         backend = create_backend(BackendType.aioMemcache, aiomcache.Client("127.0.0.1", 9))  # type: ignore[assignment]
-    elif store == "postgresql":
+    elif store.startswith("postgresql"):
         dsn: str = request.getfixturevalue("postgres_dsn")
+        driver = "asyncpg" if store.endswith("async") else "psycopg"
+        table = f"gone_{uuid.uuid4().hex[:8]}"
         backend = SQLAlchemyBackend.from_url(
-            dsn.replace("postgresql://", "postgresql+psycopg://"), table_name="gone"
+            dsn.replace("postgresql://", f"postgresql+{driver}://"), table_name=table
         )
         await backend.create_table()
         await backend.set(sid, {"a": 1}, 60)
-        from sqlalchemy import text  # noqa: PLC0415
+        from sqlalchemy import create_engine, text  # noqa: PLC0415
 
-        engine: Any = backend.engine
-
-        def drop() -> None:
-            with engine.begin() as conn:
-                conn.execute(text("DROP TABLE gone"))
-
-        drop()
+        engine = create_engine(dsn.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE {table}"))
+        engine.dispose()
         backend.create_table_on_first_use = False
         closers.append(backend.aclose)
     elif store == "sqlite":
