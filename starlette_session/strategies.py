@@ -44,6 +44,9 @@ _CREATE_ATTEMPTS = 3
 DEFAULT_MERGE_ATTEMPTS = 32
 #: Seconds between refreshes of a session's last-seen time by requests that only read it.
 DEFAULT_LAST_SEEN_INTERVAL = 300.0
+# The longest server-side session cookie accepted (ours are about 100 characters): a longer one
+# is refused before its signature is checked.
+_MAX_ID_COOKIE = 1024
 # The most characters of a User-Agent or address kept by ``track_client``.
 _MAX_CLIENT_TEXT = 512
 
@@ -128,7 +131,7 @@ class CookieStrategy:
     async def load(self, cookies: dict[str, str]) -> Loaded:
         chunks = self.jar.carried_chunks(cookies) if self.jar.split else ()
         value = self.jar.read(cookies)
-        if value is None:
+        if value is None or len(value) > self.jar.max_size:  # longer than any cookie we issue
             return Loaded(Session(), chunks=chunks)
         payload = self.codec.decode(value)
         data = _parse_object(payload)
@@ -216,7 +219,7 @@ class ServerSideStrategy:
     def session_id_from(self, cookies: dict[str, str]) -> str | None:
         """Return the valid public session id named by the request's cookie, if any."""
         value = cookies.get(self.cookie.name)
-        if value is None:
+        if value is None or len(value) > _MAX_ID_COOKIE:  # an id cookie is short: not one of ours
             return None
         data = _parse_object(self.codec.decode(value))
         if data is None:

@@ -432,3 +432,28 @@ def test_legacy_043_needs_a_store_that_0_4_3_wrote() -> None:
 
     with pytest.raises(ConfigurationError, match="legacy_043"):
         make_app(MemoryBackend(), legacy_043=True).build_middleware_stack()
+
+
+async def test_a_cookie_longer_than_any_we_issue_is_refused_before_it_is_verified(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from starlette_session import signing  # noqa: PLC0415
+    from tests.helpers import make_app as make_cookie_app  # noqa: PLC0415
+
+    app = make_cookie_app(secret_key=SECRET, max_cookie_size=4096)
+    long_session = sign_json({"blob": "x" * 5_000})  # validly signed, longer than max_cookie_size
+    store = MemoryBackend()
+    public = "long-cookie-session-0001"
+    await store.set(public, {"user": "ann"}, 60)
+    long_id = sign_json({"_cssid": public, "pad": "y" * 2_000})  # names a live session, but 2 KB
+    verified: list[str] = []
+    original = signing.SignedCodec.decode
+
+    def counting(self: Any, value: str) -> bytes | None:
+        verified.append(value)
+        return original(self, value)
+
+    monkeypatch.setattr(signing.SignedCodec, "decode", counting)
+    assert (await get_with_cookie_header(app, f"session={long_session}")).json() == {}
+    assert (await get_with_cookie_header(make_app(store), f"session={long_id}")).json() == {}
+    assert verified == []  # refused by length alone
