@@ -322,7 +322,7 @@ class SessionMiddleware:
             if self.indexes_users
             else None
         )
-        rolling = self.rolling and loaded is not None and loaded.had_cookie
+        rolling = self.rolling and loaded.had_cookie
         saved: Loaded | None = None
         replaced = False  # the app's response was replaced by the outage answer
 
