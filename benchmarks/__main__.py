@@ -4,10 +4,10 @@ Subcommands:
 
 * ``run`` (the default): start Redis and memcached on free loopback ports, then measure the
   in-process workloads on every contender, the store round trips, our read against each
-  store's bare client call (and with ``hash_ids=False``), the cost of
-  ``concurrency="merge"``, the 1.3 ms store latency variant, store outages behind a cuttable
-  proxy (``benchmarks/outage.py``, with PostgreSQL too when it is installed) and the HTTP
-  benchmark; run the Starlette 0.52 comparison in its own venv (``--compat-python``); print the
+  store's bare client call (and with ``hash_ids=False``), the costs of
+  ``concurrency="merge"`` and of ``user_key``, the 1.3 ms store latency variant, store outages
+  behind a cuttable proxy (``benchmarks/outage.py``, with PostgreSQL too when it is installed)
+  and the HTTP benchmark; run the Starlette 0.52 comparison in its own venv (``--compat-python``); print the
   tables, write ``benchmarks/results/latest.json`` (and ``latest.md``), and, unless ``--quick``,
   the chart ``docs/img/benchmarks.png`` and the generated part of ``docs/benchmarks.md``.
 * ``compat``: the in-process cookie workloads only (bare, Starlette, ours-cookie), as JSON on
@@ -264,6 +264,34 @@ async def merge_phase(stores: Stores, plan: Plan) -> dict[str, Any]:
     return {"backends": list(MERGE_BACKENDS), "write": timings["write"], "roundtrips": counts}
 
 
+async def user_key_phase(stores: Stores, plan: Plan) -> dict[str, Any]:
+    """Read, write and a login on each backend with and without ``user_key``, taking turns; then the
+    store commands (Redis, memcached: the servers' counters) or backend calls (files, memory)."""
+    from benchmarks.contenders import USER_KEY, USER_KEY_BACKENDS, USER_KEY_CONTENDERS, USER_KEY_SUFFIX  # noqa: PLC0415
+    from benchmarks.suite import USER_KEY_WORKLOADS, count_backend_calls, count_round_trips  # noqa: PLC0415
+
+    async with contextlib.AsyncExitStack() as stack:
+        built = []
+        for name in USER_KEY_BACKENDS:
+            built.append(await build(stack, CONTENDERS[name], stores))
+            built.append(await build(stack, USER_KEY_CONTENDERS[name + USER_KEY_SUFFIX], stores))
+        # The seeded sessions' last-seen time is minutes younger than last_seen_interval, so the
+        # reads below refresh nothing: what a read costs between two refreshes.
+        timings = await run_workloads(built, USER_KEY_WORKLOADS, plan.sequential, plan.rounds)
+        requests = plan.roundtrip_requests
+        counts = await count_round_trips(built, stores, USER_KEY_WORKLOADS, requests)
+        local = [item for item in built if item.contender.store not in ("redis", "memcached")]
+        calls = await count_backend_calls(local, USER_KEY_WORKLOADS, requests)
+    return {
+        "user_key": USER_KEY,
+        "backends": list(USER_KEY_BACKENDS),
+        "workloads": {w.name: w.description for w in USER_KEY_WORKLOADS},
+        "timings": timings,
+        "roundtrips": counts,
+        "backend_calls": calls,
+    }
+
+
 def compat_phase(python: Path, quick: bool) -> dict[str, Any] | None:
     """Run ``compat`` with another venv's Python (Starlette 0.52) and return its results."""
     if not python.exists():
@@ -331,6 +359,8 @@ def run(args: argparse.Namespace) -> int:
             results["latency"] = latency
         _log("merge mode (write, median µs per request):")
         results["merge"] = asyncio.run(merge_phase(stores, plan))
+        _log("user_key (median µs per request):")
+        results["user_key"] = asyncio.run(user_key_phase(stores, plan))
         if not args.no_outage:
             from benchmarks.outage import run_outage  # noqa: PLC0415
 

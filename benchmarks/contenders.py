@@ -5,7 +5,8 @@ Every contender serves the same routes, so only the session layer differs:
 * ``/read``  reads one key of the session;
 * ``/write`` sets one key (a new value on every request);
 * ``/none``  does not touch the session;
-* ``/seed``  fills the session with ``SEED_SESSION`` (used to make the cookie for reads).
+* ``/seed``  fills the session with ``SEED_SESSION`` (used to make the cookie for reads);
+* ``/login`` sets ``user_id`` to a user seen for the first time (the ``user_key`` phase's "new").
 
 A contender's ``factory`` is an async context manager that builds the app around the stores
 in ``Stores`` and closes its clients afterwards. Third-party libraries (redis-py, pymemcache,
@@ -85,11 +86,19 @@ async def _seed(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+async def _login(request: Request) -> PlainTextResponse:
+    if "session" in request.scope:
+        # A user with no other session each time: the user_key phase's "new" creates an index.
+        request.session["user_id"] = f"u{next(_counter)}"
+    return PlainTextResponse("ok")
+
+
 ROUTES = [
     Route("/read", _read),
     Route("/write", _write),
     Route("/none", _none),
     Route("/seed", _seed),
+    Route("/login", _login),
 ]
 
 
@@ -517,3 +526,34 @@ def _merge_variant(name: str) -> Contender:
 
 
 MERGE_CONTENDERS: dict[str, Contender] = {c.name: c for c in map(_merge_variant, MERGE_BACKENDS)}
+
+
+# -- user_key: the same stores with a user's session index ------------------------------------------
+
+USER_KEY = "user_id"
+USER_KEY_SUFFIX = "+user_key"
+_USER_KEY_FACTORIES: dict[str, Callable[..., contextlib.AbstractAsyncContextManager[ASGIApp]]] = {
+    "ours-redis-sync": _ours_redis_sync,
+    "ours-redis-async": _ours_redis_async,
+    "ours-memcache": _ours_memcache,
+    "ours-file": _ours_file,
+    "ours-memory": _ours_memory,
+}
+USER_KEY_BACKENDS = tuple(_USER_KEY_FACTORIES)
+"""The contenders measured again with ``user_key="user_id"`` (``SEED_SESSION`` holds a ``user_id``,
+so the seeded session is in its user's index from ``/seed`` on)."""
+
+
+def _user_key_variant(name: str) -> Contender:
+    default = CONTENDERS[name]
+    factory: Factory = functools.partial(_USER_KEY_FACTORIES[name], user_key=USER_KEY)
+    return Contender(
+        name + USER_KEY_SUFFIX,
+        default.family,
+        default.store,
+        factory,
+        f"{default.notes}, user_key={USER_KEY!r}",
+    )
+
+
+USER_KEY_CONTENDERS: dict[str, Contender] = {c.name: c for c in map(_user_key_variant, USER_KEY_BACKENDS)}

@@ -28,6 +28,14 @@ _WRITE_COMMANDS = frozenset(
     {"SET", "SETEX", "DEL", "EXPIRE", "EVAL", "EVALSHA", "set", "cas", "delete", "touch"}
 )
 MERGE_SUFFIX = "+merge"
+USER_KEY_SUFFIX = "+user_key"
+USER_KEY_ORDER = ("read", "write", "new")
+#: user_key: a write adds the index's read for update and compare-and-swap; a login (a user's
+#: first session) the index's read (a miss) and create; a read adds nothing.
+EXPECTED_USER_KEY_ROUND_TRIPS = {"read": 1.0, "write": 4.0, "new": 3.0}
+EXPECTED_USER_KEY_WRITES = {"read": 0.0, "write": 2.0, "new": 2.0}
+#: Backend methods that change the store (the files and memory rows count calls, not commands).
+_WRITE_METHODS = frozenset({"create", "replace", "write", "compare_and_swap", "touch", "remove"})
 GENERATED_START = "<!-- generated:start -->"
 GENERATED_END = "<!-- generated:end -->"
 
@@ -72,7 +80,7 @@ def _total(commands: dict[str, float] | None) -> float | None:
 def _writes(commands: dict[str, float] | None) -> float | None:
     if commands is None:
         return None
-    return round(sum(v for k, v in commands.items() if k in _WRITE_COMMANDS), 3)
+    return round(sum(v for k, v in commands.items() if k in _WRITE_COMMANDS or k in _WRITE_METHODS), 3)
 
 
 def _always(result: bool) -> Callable[[float], bool]:
@@ -198,6 +206,19 @@ def evaluate_targets(results: Results) -> list[Target]:
                 expected,
                 EXPECTED_WRITES[workload],
             )
+    user_key = results.get("user_key") or {}
+    for section in ("roundtrips", "backend_calls"):
+        for name, counts in (user_key.get(section) or {}).items():
+            if not name.endswith(USER_KEY_SUFFIX):
+                continue
+            unit = "store commands" if section == "roundtrips" else "backend calls"
+            for workload, expected in EXPECTED_USER_KEY_ROUND_TRIPS.items():
+                commands_target(
+                    f"{name} {workload}: {unit} per request",
+                    counts.get(workload),
+                    expected,
+                    EXPECTED_USER_KEY_WRITES[workload],
+                )
     stores = _get(results, "outage", "stores") or {}
     if stores:
         phases = [
@@ -374,6 +395,7 @@ def tables(results: Results) -> list[Table]:
         )
     out.extend(floor_tables(results))
     out.extend(merge_tables(results))
+    out.extend(user_key_tables(results))
     out.extend(outage_tables(results))
     targets = results.get("targets", [])
     if targets:
@@ -505,6 +527,49 @@ def merge_tables(results: Results) -> list[Table]:
         "same, merge",
     ]
     return [("Merge mode: the write of an existing session, median µs per request", header, rows)]
+
+
+def user_key_tables(results: Results) -> list[Table]:
+    """Each backend with and without ``user_key``: read, write and new, µs and commands per request."""
+    data = results.get("user_key")
+    if not data:
+        return []
+    rows = []
+    for name in data["backends"]:
+        for workload in USER_KEY_ORDER:
+            default = _get(data, "timings", workload, name, "median_us")
+            indexed = _get(data, "timings", workload, name + USER_KEY_SUFFIX, "median_us")
+            counts = [
+                _get(data, "roundtrips", variant, workload) or _get(data, "backend_calls", variant, workload)
+                for variant in (name, name + USER_KEY_SUFFIX)
+            ]
+            rows.append(
+                [
+                    name,
+                    workload,
+                    _fmt(default),
+                    _fmt(indexed),
+                    _fmt(None if default is None or indexed is None else indexed - default),
+                    _fmt(_ratio(indexed, default), 2),
+                    *(_commands(c) for c in counts),
+                ]
+            )
+    header = [
+        "backend",
+        "workload",
+        "µs, default",
+        f"µs, user_key={data.get('user_key', 'user_id')!r}",
+        "user_key - default, µs",
+        "user_key ÷ default",
+        "commands per request, default",
+        "same, user_key",
+    ]
+    title = (
+        "user_key: read and write of a logged-in session, and new = a login (a user's first session), "
+        "median µs per request; commands counted by Redis and memcached (files and memory: backend "
+        "calls)"
+    )
+    return [(title, header, rows)]
 
 
 def outage_tables(results: Results) -> list[Table]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +36,9 @@ WORKLOADS = [
     Workload("no-touch", "/none", False, "no cookie, endpoint does not touch the session"),
 ]
 CONCURRENT = Workload("read-c64", "/read", True, "64 concurrent reads of the existing session")
+#: The user_key phase's "new": a login, so that the new session is indexed (a new user each time).
+LOGIN = Workload("new", "/login", False, "no cookie, endpoint sets user_id (a user's first session)")
+USER_KEY_WORKLOADS = [WORKLOADS[0], WORKLOADS[1], LOGIN]
 CONCURRENCY = 64
 
 
@@ -199,3 +203,74 @@ def measure_rtt_ms(address: tuple[str, int], request: bytes, reply_end: bytes, s
                 data += sock.recv(4096)
             times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
+
+
+#: The backend methods ``count_backend_calls`` counts.
+BACKEND_METHODS = (
+    "read",
+    "read_for_update",
+    "create",
+    "replace",
+    "write",
+    "compare_and_swap",
+    "touch",
+    "remove",
+)
+
+
+class _CallCounter:
+    """Wraps a backend's methods on the instance and counts the outermost calls."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.counts: Counter[str] = Counter()
+        self._depth = 0
+
+    def _wrap(self, name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            if self._depth == 0:
+                self.counts[name] += 1
+            self._depth += 1
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                self._depth -= 1
+
+        return counted
+
+    def __enter__(self) -> _CallCounter:
+        for name in BACKEND_METHODS:
+            setattr(self.backend, name, self._wrap(name, getattr(self.backend, name)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in BACKEND_METHODS:
+            vars(self.backend).pop(name, None)
+
+
+async def count_backend_calls(
+    built: Sequence[Built], workloads: Sequence[Workload], requests: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Count the backend calls each request makes, for stores without a server to ask (files, memory).
+
+    The backend's methods are wrapped on the instance while counting; a call made inside
+    another (a default ``read_for_update`` that calls ``read``) is not counted again.
+
+    Returns:
+        ``{contender: {workload: {method: calls per request}}}``.
+    """
+    from benchmarks.floors import session_middleware  # noqa: PLC0415 - floors imports this module
+
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for item in built:
+        per_workload: dict[str, dict[str, float]] = {}
+        with _CallCounter(session_middleware(item.app).strategy.backend) as counter:
+            for workload in workloads:
+                call = item.caller(workload)
+                await call()
+                before = Counter(counter.counts)
+                for _ in range(requests):
+                    await call()
+                per_workload[workload.name] = per_request(before, Counter(counter.counts), requests)
+        results[item.name] = per_workload
+    return results

@@ -35,6 +35,7 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._flowing: asyncio.Event | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        self._closing = False
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port: int = probe.getsockname()[1]
@@ -63,7 +64,7 @@ class FaultProxy:
         await self._listen()
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
 
     async def _switch(self, mode: Mode) -> None:
         assert self._flowing is not None
@@ -88,6 +89,7 @@ class FaultProxy:
         self._connections.clear()
 
     async def _shutdown(self) -> None:
+        self._closing = True
         self._drop_all()
         if self._server is not None:
             self._server.close()
@@ -98,6 +100,17 @@ class FaultProxy:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The shutdown cancels the handlers still running. A handler task must not end cancelled:
+        # on Python < 3.12 the done callback asyncio.start_server puts on it calls
+        # task.exception(), which raises CancelledError, and the loop prints "Exception in
+        # callback ... CancelledError" for each one.
+        try:
+            await self._handle(reader, writer)
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
