@@ -361,6 +361,10 @@ def run(args: argparse.Namespace) -> int:
         results["merge"] = asyncio.run(merge_phase(stores, plan))
         _log("user_key (median µs per request):")
         results["user_key"] = asyncio.run(user_key_phase(stores, plan))
+        _log("hostile input (median µs per request):")
+        from benchmarks import hostile  # noqa: PLC0415
+
+        results["hostile"] = asyncio.run(hostile.measure(hostile.QUICK if args.quick else hostile.FULL))
         if not args.no_outage:
             from benchmarks.outage import run_outage  # noqa: PLC0415
 

@@ -11,7 +11,8 @@ small constant of a normal request". Measured in-process (no HTTP), one request 
 * a validly signed cookie holding 50,000 nested ``[``;
 * a server-side record of 100,000 nested ``[`` under a live id (memory backend).
 
-Run: ``python -m benchmarks.hostile`` (prints a table; ``--json`` for the raw figures).
+Part of the benchmark command (``bash scripts/bench.sh``); alone: ``python -m benchmarks.hostile``
+(prints a table; ``--json`` for the raw figures).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from starlette_session import SessionMiddleware
 from starlette_session.backends.memory import MemoryBackend
 
 SECRET = "hostile-benchmark-secret"
+#: The budgets of a quick and a full run.
+QUICK = Budget(warmup=20, iterations=200, min_iterations=30, seconds=0.3)
+FULL = Budget(warmup=50, iterations=1000, min_iterations=50, seconds=1.0)
 BACKSLASHES = 'x="' + "\\" * 8_000 + '"'
 
 
@@ -112,12 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     args = parser.parse_args(argv)
-    budget = (
-        Budget(warmup=20, iterations=200, min_iterations=30, seconds=0.3)
-        if args.quick
-        else Budget(warmup=50, iterations=1000, min_iterations=50, seconds=1.0)
-    )
-    results = asyncio.run(measure(budget))
+    results = asyncio.run(measure(QUICK if args.quick else FULL))
     print(json.dumps(results, indent=2) if args.json else _table(results))
     return 0
 

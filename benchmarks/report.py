@@ -396,6 +396,7 @@ def tables(results: Results) -> list[Table]:
     out.extend(floor_tables(results))
     out.extend(merge_tables(results))
     out.extend(user_key_tables(results))
+    out.extend(hostile_tables(results))
     out.extend(outage_tables(results))
     targets = results.get("targets", [])
     if targets:
@@ -570,6 +571,22 @@ def user_key_tables(results: Results) -> list[Table]:
         "calls)"
     )
     return [(title, header, rows)]
+
+
+def hostile_tables(results: Results) -> list[Table]:
+    """Each hostile request against a normal cookie read (``benchmarks/hostile.py``)."""
+    data = results.get("hostile")
+    if not data:
+        return []
+    base = _get(data, "normal signed cookie read (ours)", "median_us")
+    rows = [
+        [label, _fmt(timing["median_us"]), _fmt(timing["p90_us"]), _fmt(_ratio(timing["median_us"], base), 2)]
+        for label, timing in data.items()
+    ]
+    title = (
+        "Hostile input: each hostile request (a 200 with an empty session) against a normal read, median µs"
+    )
+    return [(title, ["request", "median µs", "p90 µs", "÷ normal cookie read (ours)"], rows)]
 
 
 def outage_tables(results: Results) -> list[Table]:
