@@ -643,13 +643,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _protect_dashed_ids(arguments: list[str]) -> list[str]:
-    """Move an id that starts with ``-`` (base64url allows it) after ``--``, so it is no option."""
+    """Keep an id that starts with ``-`` (base64url allows it) from being read as an option.
+
+    A positional one moves after ``--``; the value of an option is joined to it (``--keep=-x``).
+    """
     if "--" in arguments:
         return arguments
     kept: list[str] = []
     ids: list[str] = []
     after_option = False
     for argument in arguments:
+        if after_option and argument.startswith("-"):
+            kept[-1] = f"{kept[-1]}={argument}"  # an option's value: "--handle=-x", never an option
+            after_option = False
+            continue
         if not after_option and argument.startswith("-") and is_valid_session_id(argument):
             ids.append(argument)
         else:

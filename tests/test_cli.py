@@ -970,3 +970,17 @@ def test_list_as_a_program(tmp_path: Path) -> None:
     )
     assert (done.returncode, done.stderr) == (0, "")
     assert json.loads(done.stdout)["handle"] == device.handle
+
+
+@pytest.mark.parametrize("option", ["--handle", "--keep"])
+def test_an_option_value_that_starts_with_a_dash_is_a_value(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "sessions"
+    directory.mkdir()
+    dashed = "-" + new_session_id()[1:]  # base64url ids may start with "-"
+    arguments = ["revoke", str(directory), *(["ann"] if option == "--keep" else []), option, dashed]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert f"{option} takes a session handle" in error
+    assert dashed not in error
