@@ -11,7 +11,6 @@ import re
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Literal, TypeAlias, TypeVar
 
-from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.routing import Match
@@ -353,12 +352,8 @@ class SessionMiddleware:
                         return
                     set_cookies = []  # the app chose to send its response without saving
                 if session.accessed or set_cookies:
-                    message.setdefault("headers", [])
-                    headers = MutableHeaders(scope=message)
                     # A response that sets a cookie varies by cookie too (rolling renewal).
-                    headers.add_vary_header("Cookie")
-                    for set_cookie in set_cookies:
-                        headers.append("Set-Cookie", set_cookie)
+                    _vary_by_cookie(message, set_cookies)
             await send(message)
 
         try:
@@ -439,6 +434,20 @@ class SessionMiddleware:
             await send(message)
 
         return send_wrapper
+
+
+def _vary_by_cookie(message: Message, set_cookies: list[str]) -> None:
+    """Add ``Vary: Cookie`` (to an existing ``Vary``, as Starlette's ``add_vary_header`` does) and
+    the ``Set-Cookie`` headers to a response start message."""
+    headers = message["headers"] = list(message.get("headers", ()))
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            headers[index] = (name, value + b", Cookie")
+            break
+    else:
+        headers.append((b"vary", b"Cookie"))
+    for set_cookie in set_cookies:
+        headers.append((b"set-cookie", set_cookie.encode("latin-1")))
 
 
 def _same_site_by_position(

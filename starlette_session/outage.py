@@ -14,7 +14,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import anyio
 from starlette.responses import PlainTextResponse, Response
@@ -74,6 +74,7 @@ class StoreGuard:
         self.last_duration: float | None = None
         #: ``SessionMiddleware(events=...)``: told of every store call.
         self.observer: Observer | None = None
+        self._watchdog: _Watchdog | None = None
 
     @property
     def is_open(self) -> bool:
@@ -96,10 +97,9 @@ class StoreGuard:
         try:
             if self.timeout is None:
                 result = await func(*args)
-            elif _ASYNCIO_TIMEOUT is not None and _on_asyncio():
-                async with _ASYNCIO_TIMEOUT(self.timeout):  # half the cost of anyio's scope, per call
-                    result = await func(*args)
-            else:
+            elif _HAS_UNCANCEL and (task := _current_task()) is not None:
+                result = await self._watched(task, func, args)
+            else:  # trio, or Python 3.10 (no Task.uncancel to tell our cancellation from others')
                 with anyio.fail_after(self.timeout):
                     result = await func(*args)
         except TimeoutError:
@@ -124,6 +124,28 @@ class StoreGuard:
                 self._probing = False
         self._observe(operation, started, None)
         self._failures = 0
+        return result
+
+    async def _watched(
+        self, task: asyncio.Task[Any], func: Callable[..., Awaitable[T]], args: tuple[Any, ...]
+    ) -> T:
+        """Await ``func(*args)``, cancelled by the loop's watchdog past ``timeout``: ``TimeoutError``."""
+        loop = task.get_loop()
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.loop is not loop:
+            watchdog = self._watchdog = _Watchdog(loop, self.timeout or 0.0)
+        token = watchdog.watch(task)
+        try:
+            result = await func(*args)
+        except asyncio.CancelledError:
+            if watchdog.expired(token) and task.uncancel() <= token[2]:  # type: ignore[attr-defined, unused-ignore]  # 3.11+
+                raise TimeoutError from None  # cancelled by the watchdog alone
+            raise
+        else:
+            if watchdog.expired(token):  # the call finished anyway: take our cancellation back
+                task.uncancel()  # type: ignore[attr-defined, unused-ignore]  # 3.11+
+        finally:
+            watchdog.forget(token)
         return result
 
     def _observe(self, operation: str, started: float, error: BackendError | None) -> None:
@@ -159,16 +181,65 @@ class StoreGuard:
             self._open_until = self._clock() + self.cooldown
 
 
-# asyncio.timeout (3.11+); on 3.10, and under trio, anyio's cancel scope.
-_ASYNCIO_TIMEOUT = getattr(asyncio, "timeout", None)
+#: A watched call: its deadline, its task, and how many cancellations the task had pending before.
+_Token: TypeAlias = tuple[float, "asyncio.Task[Any]", int]
+
+_HAS_UNCANCEL = hasattr(asyncio.Task, "uncancel")  # 3.11+
 
 
-def _on_asyncio() -> bool:
+def _current_task() -> asyncio.Task[Any] | None:
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+        return asyncio.current_task()
+    except RuntimeError:  # no running asyncio loop (trio)
+        return None
+
+
+class _Watchdog:
+    """The store calls in flight on one event loop, and one timer that cancels those overdue.
+
+    ``asyncio.timeout`` schedules and cancels a timer per call (about 5 µs); here a call only
+    enters and leaves a dict, and one timer, set for the oldest call's deadline, is re-set
+    when it fires. All calls share one timeout, so the oldest call always has the nearest
+    deadline, and dict order is deadline order. Only the guard's own task cancels, and only
+    tasks it watches.
+    """
+
+    # Slack when comparing with the loop's clock, so that a timer firing a hair early does not
+    # re-arm itself for the same instant.
+    _SLACK = 0.001
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self._calls: dict[_Token, None] = {}
+        self._expired: set[_Token] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, task: asyncio.Task[Any]) -> _Token:
+        token = (self.loop.time() + self.timeout, task, task.cancelling())  # type: ignore[attr-defined, unused-ignore]
+        self._calls[token] = None
+        if self._timer is None:
+            self._timer = self.loop.call_at(token[0], self._fire)
+        return token
+
+    def expired(self, token: _Token) -> bool:
+        return token in self._expired
+
+    def forget(self, token: _Token) -> None:
+        del self._calls[token]
+        self._expired.discard(token)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = self.loop.time() + self._SLACK
+        for token in self._calls:
+            deadline, task, _ = token
+            if deadline > now:
+                self._timer = self.loop.call_at(deadline, self._fire)
+                return
+            if token not in self._expired:
+                self._expired.add(token)
+                task.cancel()
 
 
 def service_unavailable(retry_after: int) -> Response:

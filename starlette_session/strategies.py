@@ -47,6 +47,8 @@ DEFAULT_LAST_SEEN_INTERVAL = 300.0
 # The longest server-side session cookie accepted (ours are about 100 characters): a longer one
 # is refused before its signature is checked.
 _MAX_ID_COOKIE = 1024
+# Id-cookie payloads whose parsed id is remembered (a few hundred KB at most).
+_ID_CACHE_SIZE = 4096
 # The most characters of a User-Agent or address kept by ``track_client``.
 _MAX_CLIENT_TEXT = 512
 
@@ -210,6 +212,8 @@ class ServerSideStrategy:
         #: The clock of the metadata (creation, last seen, absolute timeout); tests replace it.
         self.clock: Callable[[], float] = time.time
         self.with_meta = user_key is not None or track_client or absolute_max_age is not None
+        # Verified id-cookie payloads -> the id they name (parsing the JSON is most of the cost).
+        self._ids: dict[bytes, str] = {}
 
     def _emit(self, kind: EventType, session_id: str | None = None) -> None:
         if self.events is not None:
@@ -221,14 +225,20 @@ class ServerSideStrategy:
         value = cookies.get(self.cookie.name)
         if value is None or len(value) > _MAX_ID_COOKIE:  # an id cookie is short: not one of ours
             return None
-        data = _parse_object(self.codec.decode(value))
-        if data is None:
+        payload = self.codec.decode(value)  # checks the signature (and age) on every request
+        if payload is None:
             return None
-        session_id = data.get(SESSION_ID_FIELD)
-        # A private id (a store key) is never taken from a cookie.
-        if not is_valid_session_id(session_id) or is_private_id(session_id):
-            return None
-        return str(session_id)
+        session_id = self._ids.get(payload)
+        if session_id is None:
+            data = _parse_object(payload)
+            found = None if data is None else data.get(SESSION_ID_FIELD)
+            # A private id (a store key) is never taken from a cookie.
+            if not is_valid_session_id(found) or is_private_id(found):
+                return None
+            if len(self._ids) >= _ID_CACHE_SIZE:
+                self._ids.clear()  # cheaper than LRU bookkeeping on every hit
+            session_id = self._ids[payload] = str(found)
+        return session_id
 
     async def load(self, cookies: dict[str, str]) -> Loaded:
         session_id = self.session_id_from(cookies)
@@ -296,7 +306,7 @@ class ServerSideStrategy:
         """Persist the session; afterwards ``loaded`` and ``session`` describe what is stored,
         so a later call (a WebSocket's end) saves only what changed since."""
         session_id = loaded.session_id
-        old_handle = None if session_id is None else self.backend.key_for(session_id)
+        old_handle = None if session_id is None or self.user_key is None else self.backend.key_for(session_id)
         old_user = None if loaded.meta is None else loaded.meta.get("u")
         if session.regenerate and session_id is not None:
             await self._remove(loaded, session_id)

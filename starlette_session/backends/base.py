@@ -254,6 +254,7 @@ class SessionBackend(ISessionBackend):
         /,
         *args: Any,
         redact: Iterable[str] = (),
+        in_thread: bool | None = None,
         **kwargs: Any,
     ) -> Any:
         """Run a client call, in a worker thread if ``blocking``, else awaited.
@@ -262,12 +263,14 @@ class SessionBackend(ISessionBackend):
             operation: what the call does, for the error text (``"read a session"``).
             func: the client's method (or a function of the backend doing blocking work).
             redact: strings (id, key, path) kept out of the error text.
+            in_thread: run ``func`` in a worker thread (``True``) or on the loop (``False``)
+                whatever ``blocking`` says (``None``: as ``blocking`` says).
 
         Raises:
             BackendError: the call raised one of ``store_errors``.
         """
         try:
-            if self.blocking:
+            if self.blocking if in_thread is None else in_thread:
                 return await run_sync(func, *args, **kwargs)
             result = func(*args, **kwargs)
             return await result if inspect.isawaitable(result) else result

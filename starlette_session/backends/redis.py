@@ -30,8 +30,10 @@ See ``docs/backends/redis.md`` for keys, values, errors and limits.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import types
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from starlette_session.backends.base import DEFAULT_KEY_PREFIX, SessionBackend
@@ -224,15 +226,14 @@ class _RedisBase(SessionBackend):
                 self._encoding = "utf-8"
         return value.encode(self._encoding)
 
-    async def _command(
-        self, operation: str, method: Callable[..., Any], key: str, *args: Any, **kwargs: Any
-    ) -> Any:
-        return await self.call(operation, method, key, *args, redact=(key,), **kwargs)
+    async def _command(self, operation: str, method: str, key: str, *args: Any, **kwargs: Any) -> Any:
+        """Send one command: ``method`` is the client method's name (``"get"``, ``"set"``...)."""
+        return await self.call(operation, getattr(self._client, method), key, *args, redact=(key,), **kwargs)
 
     async def read(self, session_id: str) -> bytes | None:
         key = self._key(session_id)
         try:
-            value = await self._command("GET a session", self._client.get, key)
+            value = await self._command("GET a session", "get", key)
         except UnicodeDecodeError:  # a decode_responses client met foreign bytes: not our record
             return None
         return self._as_bytes(value)
@@ -242,21 +243,21 @@ class _RedisBase(SessionBackend):
         return None if data is None else (data, data)
 
     async def write(self, session_id: str, data: bytes, ttl: int) -> None:
-        await self._command("SET a session", self._client.set, self._key(session_id), data, ex=ttl)
+        await self._command("SET a session", "set", self._key(session_id), data, ex=ttl)
 
     async def create(self, session_id: str, data: bytes, ttl: int) -> bool:
         key = self._key(session_id)
-        return bool(await self._command("SET NX a new session", self._client.set, key, data, ex=ttl, nx=True))
+        return bool(await self._command("SET NX a new session", "set", key, data, ex=ttl, nx=True))
 
     async def replace(self, session_id: str, data: bytes, ttl: int) -> bool:
         key = self._key(session_id)
-        return bool(await self._command("SET XX a session", self._client.set, key, data, ex=ttl, xx=True))
+        return bool(await self._command("SET XX a session", "set", key, data, ex=ttl, xx=True))
 
     async def compare_and_swap(self, session_id: str, version: Any, data: bytes, ttl: int) -> bool:
         key = self._key(session_id)
         swapped = await self._command(
             "EVAL compare-and-set on a session",
-            self._client.eval,
+            "eval",
             _COMPARE_AND_SET,
             1,
             key,
@@ -269,27 +270,27 @@ class _RedisBase(SessionBackend):
     async def remove(self, session_id: str) -> None:
         key = self._key(session_id)
         if self._cluster:
-            await self._command("DEL a session", self._client.execute_command, "DEL", key)
+            await self._command("DEL a session", "execute_command", "DEL", key)
         else:
-            await self._command("DEL a session", self._client.delete, key)
+            await self._command("DEL a session", "delete", key)
 
     async def touch(self, session_id: str, ttl: int) -> bool:
         key = self._key(session_id)
-        return bool(await self._command("EXPIRE a session", self._client.expire, key, ttl))
+        return bool(await self._command("EXPIRE a session", "expire", key, ttl))
 
     async def read_043(self, session_id: str) -> bytes | None:
         """Return the JSON of the record starlette-session 0.4.3 pickled under the bare id."""
         from starlette_session.legacy import load_043_record  # noqa: PLC0415 - only with legacy_043
 
-        value = self._as_bytes(await self._command("GET a 0.4.3 session", self._client.get, session_id))
+        value = self._as_bytes(await self._command("GET a 0.4.3 session", "get", session_id))
         record = None if value is None else load_043_record(value)
         return None if record is None else self.serializer.dumps(record)
 
     async def remove_043(self, session_id: str) -> None:
         if self._cluster:
-            await self._command("DEL a 0.4.3 session", self._client.execute_command, "DEL", session_id)
+            await self._command("DEL a 0.4.3 session", "execute_command", "DEL", session_id)
         else:
-            await self._command("DEL a 0.4.3 session", self._client.delete, session_id)
+            await self._command("DEL a 0.4.3 session", "delete", session_id)
 
 
 # KEYS[1]: the session key; ARGV: the bytes read, the new bytes, the TTL in seconds.
@@ -305,17 +306,22 @@ return 0
 class RedisBackend(_RedisBase):
     """Sessions in Redis through a sync ``redis.Redis`` or ``redis.cluster.RedisCluster``.
 
-    Each blocking call runs in a worker thread (``starlette_session._bridge.run_sync``, the
-    package's own thread pool), so the event loop never waits on Redis.
+    The event loop never waits on Redis: when the client allows it (``twin_refusal`` is
+    ``None``), commands go through its *asyncio twin*, a ``redis.asyncio.Redis`` with the
+    client's connection settings (one per event loop, closed when that loop shuts down or by
+    ``aclose``); otherwise each command runs in a worker thread
+    (``starlette_session._bridge.run_sync``). See ``docs/backends/redis.md``.
 
     Args:
         client: the sync client; the backend uses it and never closes it.
         key_prefix: prepended to every session id to form the Redis key; ``""`` uses the bare
             id, as starlette-session 0.4.3 did.
+        asyncio_twin: ``None`` (default): use the twin when the client allows it; ``True``:
+            require it; ``False``: always use the worker threads.
 
     Raises:
-        ConfigurationError: ``client`` is not a sync redis-py client, or ``key_prefix`` is
-            invalid.
+        ConfigurationError: ``client`` is not a sync redis-py client, ``key_prefix`` is
+            invalid, or ``asyncio_twin=True`` with a client that cannot have a twin.
         MissingDependencyError: redis-py is not installed.
     """
 
@@ -325,6 +331,205 @@ class RedisBackend(_RedisBase):
 
     if TYPE_CHECKING:
         _client: redis_module.Redis | redis_module.RedisCluster
+
+    def __init__(
+        self, client: Any, *, key_prefix: str = DEFAULT_KEY_PREFIX, asyncio_twin: bool | None = None
+    ) -> None:
+        super().__init__(client, key_prefix=key_prefix)
+        #: Why the client cannot have an asyncio twin; ``None`` when it can.
+        self.twin_refusal: str | None = _twin_refusal(_import_redis(), client)
+        if asyncio_twin and self.twin_refusal is not None:
+            raise ConfigurationError(
+                f"asyncio_twin=True, but this client cannot have one: {self.twin_refusal}; pass "
+                "asyncio_twin=False (or leave it out) to run its commands in worker threads"
+            )
+        #: Whether commands go through the asyncio twin (under asyncio) rather than worker threads.
+        self.uses_twin = asyncio_twin is not False and self.twin_refusal is None
+        self._twins: dict[asyncio.AbstractEventLoop, tuple[Any, AsyncIterator[None]]] = {}
+        self._twin_loop: asyncio.AbstractEventLoop | None = None
+        self._twin: Any = None
+
+    async def _command(self, operation: str, method: str, key: str, *args: Any, **kwargs: Any) -> Any:
+        if self.uses_twin:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not asyncio (trio): the worker threads
+                pass
+            else:
+                client = self._twin if loop is self._twin_loop else await self._twin_of(loop)
+                func = getattr(client, method)
+                return await self.call(operation, func, key, *args, redact=(key,), in_thread=False, **kwargs)
+        return await super()._command(operation, method, key, *args, **kwargs)
+
+    async def asyncio_client(self) -> Any:
+        """Return the running event loop's twin, a ``redis.asyncio.Redis``, making it if needed.
+
+        Raises:
+            RuntimeError: no asyncio loop is running, or ``uses_twin`` is ``False``.
+        """
+        if not self.uses_twin:
+            raise RuntimeError(
+                f"this backend has no asyncio twin: {self.twin_refusal or 'asyncio_twin=False'}"
+            )
+        return await self._twin_of(asyncio.get_running_loop())
+
+    async def _twin_of(self, loop: asyncio.AbstractEventLoop) -> Any:
+        entry = self._twins.get(loop)
+        if entry is None:
+            for old in [old for old in self._twins if old.is_closed()]:
+                del self._twins[old]  # a loop closed without shutting its async generators down
+            client = _make_twin(_import_redis(), self._client)
+            # The loop closes this generator when it shuts down (asyncio.run, anyio and uvicorn
+            # call ``shutdown_asyncgens``), and with it the twin's connections.
+            closer = self._close_at_shutdown(loop, client)
+            await closer.__anext__()
+            entry = self._twins[loop] = (client, closer)
+        self._twin_loop, self._twin = loop, entry[0]
+        return entry[0]
+
+    async def _close_at_shutdown(self, loop: asyncio.AbstractEventLoop, client: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self._drop_twin(loop, client)
+
+    async def _drop_twin(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
+        if self._twins.get(loop, (None,))[0] is client:
+            del self._twins[loop]
+        if self._twin is client:
+            self._twin_loop = self._twin = None
+        await client.connection_pool.disconnect()  # the twin owns its pool; the client does not close it
+
+    async def aclose(self) -> None:
+        """Close the running loop's asyncio twin, if it has one (never the client itself)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        entry = self._twins.get(loop)
+        if entry is not None:
+            client, closer = entry
+            await self._drop_twin(loop, client)
+            await closer.aclose()  # type: ignore[attr-defined]  # an async generator
+
+
+# What a sync client's connection settings become in its asyncio twin. Copied as they are
+# (when the asyncio connection class takes them; else they must have redis-py's default):
+_TWIN_COPIED = frozenset(
+    {
+        "host", "port", "path", "db", "username", "password", "socket_timeout",
+        "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options", "socket_read_size",
+        "socket_type", "encoding", "encoding_errors", "decode_responses", "health_check_interval",
+        "client_name", "lib_name", "lib_version", "protocol", "legacy_responses", "retry_on_timeout",
+        "retry_on_error", "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_include_verify_flags",
+        "ssl_exclude_verify_flags", "ssl_ca_certs", "ssl_ca_data", "ssl_ca_path",
+        "ssl_check_hostname", "ssl_min_version", "ssl_ciphers", "ssl_password",
+    }
+)  # fmt: skip
+# Made afresh by every connection pool, never set by a user: the twin's pool makes its own.
+_TWIN_POOL_OWN = frozenset(
+    {"himport_registry", "maint_notifications_pool_handler", "orig_host_address", "orig_socket_timeout",
+     "orig_socket_connect_timeout", "driver_info"}
+)  # fmt: skip
+# The client methods the backend calls: one replaced on the instance (a spy) keeps the threads.
+_COMMANDS = ("get", "set", "delete", "expire", "eval", "execute_command")
+
+
+def _same(value: Any, default: Any) -> bool:
+    if value is default:
+        return True
+    try:
+        if value == default:
+            return True
+    except Exception:  # an odd __eq__ just means "not known to be the default"
+        return False
+    return type(value) is type(default) and getattr(value, "__dict__", None) == getattr(
+        default, "__dict__", 0
+    )
+
+
+def _accepted(cls: type) -> set[str]:
+    """The keyword arguments ``cls.__init__`` names, along its bases."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names.update(inspect.signature(init).parameters)
+    return names
+
+
+def _twin_refusal(redis: Any, client: Any) -> str | None:
+    """Return why ``client`` cannot have an asyncio twin that behaves as it does, or ``None``."""
+    if type(client) is not redis.Redis:
+        return f"{_describe(client)} is not redis.Redis itself (a subclass may behave otherwise)"
+    replaced = [name for name in _COMMANDS if name in vars(client)]
+    if replaced:
+        methods = ", ".join(replaced)
+        return f"its {methods} method is replaced on the instance (a spy or wrapper must see each command)"
+    if getattr(client, "connection", None) is not None:
+        return "it is a single-connection client"
+    pool = client.connection_pool
+    pools = {
+        redis.ConnectionPool: redis.asyncio.ConnectionPool,
+        redis.BlockingConnectionPool: redis.asyncio.BlockingConnectionPool,
+    }
+    if type(pool) not in pools:
+        return f"its connection pool is a {type(pool).__qualname__}"
+    classes = {
+        redis.Connection: redis.asyncio.Connection,
+        redis.SSLConnection: redis.asyncio.SSLConnection,
+        redis.UnixDomainSocketConnection: redis.asyncio.UnixDomainSocketConnection,
+    }
+    if pool.connection_class not in classes:
+        return f"its connection class is {pool.connection_class.__qualname__}"
+    reference = redis.Redis()  # redis-py's defaults (makes no connection)
+    if client.response_callbacks != reference.response_callbacks:
+        return "its response callbacks are not redis-py's defaults"
+    defaults = reference.connection_pool.connection_kwargs
+    accepted = _accepted(classes[pool.connection_class])
+    for name, value in pool.connection_kwargs.items():
+        if name in _TWIN_POOL_OWN or (name in _TWIN_COPIED and name in accepted):
+            continue
+        if name == "retry":
+            if value is not None and type(value) is not redis.retry.Retry:
+                return f"its retry is a {type(value).__qualname__}, not redis.retry.Retry"
+            continue
+        if name not in defaults and value is None:
+            continue
+        if not _same(value, defaults.get(name)):
+            return f"its connection setting {name!r} has no asyncio counterpart the twin could keep"
+    return None
+
+
+def _make_twin(redis: Any, client: Any) -> Any:
+    """Build the asyncio twin of an eligible ``client`` (``_twin_refusal`` said ``None``)."""
+    pool = client.connection_pool
+    connection_class = {
+        redis.Connection: redis.asyncio.Connection,
+        redis.SSLConnection: redis.asyncio.SSLConnection,
+        redis.UnixDomainSocketConnection: redis.asyncio.UnixDomainSocketConnection,
+    }[pool.connection_class]
+    accepted = _accepted(connection_class)
+    kwargs = {
+        name: value
+        for name, value in pool.connection_kwargs.items()
+        if name in _TWIN_COPIED and name in accepted
+    }
+    retry = pool.connection_kwargs.get("retry")
+    if retry is not None:
+        kwargs["retry"] = redis.asyncio.retry.Retry(retry._backoff, retry._retries, retry._supported_errors)
+    if type(pool) is redis.BlockingConnectionPool:
+        twin_pool = redis.asyncio.BlockingConnectionPool(
+            connection_class=connection_class,
+            max_connections=pool.max_connections,
+            timeout=pool.timeout,
+            **kwargs,
+        )
+    else:
+        twin_pool = redis.asyncio.ConnectionPool(
+            connection_class=connection_class, max_connections=pool.max_connections, **kwargs
+        )
+    return redis.asyncio.Redis(connection_pool=twin_pool)
 
 
 class AsyncRedisBackend(_RedisBase):
