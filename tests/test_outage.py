@@ -8,9 +8,11 @@ recovery is polled for.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,102 @@ async def test_a_call_past_the_timeout_fails_with_backend_error() -> None:
 
     with pytest.raises(BackendError, match=r"test store failed to read a session within 0\.05 s"):
         await guard.run("read a session", hangs)
+
+
+async def test_calls_started_at_different_times_each_time_out_and_leave_no_cancellation() -> None:
+    # One watchdog timer serves every call in flight: it must re-arm for the later deadline,
+    # and a timed-out call must leave its task with no cancellation pending.
+    guard = StoreGuard("test store", timeout=0.05, threshold=0)
+    first_started = anyio.Event()
+    outcomes: list[str] = []
+
+    async def hangs(started: anyio.Event | None) -> None:
+        if started is not None:
+            started.set()
+        await anyio.sleep_forever()
+
+    async def one(started: anyio.Event | None) -> None:
+        with pytest.raises(BackendError, match=r"within 0\.05 s"):
+            await guard.run("read a session", hangs, started)
+        task = asyncio.current_task()
+        assert task is not None
+        if sys.version_info >= (3, 11):
+            assert task.cancelling() == 0
+        await anyio.sleep(0)  # the task is usable afterwards: no stray CancelledError
+        outcomes.append("timed out")
+
+    async def later() -> None:
+        await first_started.wait()
+        await one(None)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one, first_started)
+        group.start_soon(later)
+    assert outcomes == ["timed out", "timed out"]
+
+
+async def test_a_cancellation_from_outside_is_not_turned_into_a_timeout() -> None:
+    guard = StoreGuard("test store", timeout=30, threshold=1)
+    started = anyio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async def caller() -> None:
+        await guard.run("read a session", hangs)
+
+    task = asyncio.ensure_future(caller())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not guard.is_open  # a cancelled request is not a store failure
+
+
+async def test_a_call_that_finishes_in_time_is_not_cancelled_later() -> None:
+    guard = StoreGuard("test store", timeout=0.05, threshold=0)
+
+    async def quick() -> str:
+        return "done"
+
+    assert await guard.run("read a session", quick) == "done"
+    await anyio.sleep(0.1)  # past the first call's deadline: the watchdog fires and finds nothing
+    assert await guard.run("read a session", quick) == "done"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() is 3.11+")
+async def test_a_call_that_swallows_the_timeout_keeps_its_result_and_no_cancellation() -> None:
+    guard = StoreGuard("test store", timeout=0.05, threshold=0)
+
+    async def swallows() -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return "finished anyway"
+        return "slept"
+
+    assert await guard.run("read a session", swallows) == "finished anyway"
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0  # the watchdog took its cancellation back
+
+
+def test_one_guard_serves_event_loops_one_after_the_other() -> None:
+    guard = StoreGuard("test store", timeout=0.05, threshold=0)
+
+    async def hangs() -> None:
+        await anyio.sleep_forever()
+
+    async def timed_out() -> bool:
+        try:
+            await guard.run("read a session", hangs)
+        except BackendError:
+            return True
+        return False
+
+    assert asyncio.run(timed_out())
+    assert asyncio.run(timed_out())  # a new loop: a new watchdog, not the closed loop's timer
 
 
 @pytest.mark.parametrize(
