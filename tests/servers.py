@@ -7,7 +7,8 @@ directory, with no persistence. Two ways to use them:
   ``redis_url``, ``redis_cluster_nodes``, ``memcached_addresses`` and ``postgres_dsn`` start their
   server on first use and stop it when the test session ends;
 * as plain context managers (``start_redis()``, ``start_redis_cluster()``, ``start_memcached()``,
-  ``start_postgres()``) from benchmarks and end-to-end scripts.
+  ``start_postgres()``) from benchmarks and end-to-end scripts; ``start_redis_tls()`` runs a
+  TLS-only Redis server with the certificates ``make_tls_files()`` makes.
 
 ``serve_uvicorn()`` runs one of the test apps under uvicorn the same way, for the end-to-end tests.
 
@@ -26,6 +27,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,8 @@ __all__ = [
     "HOST",
     "ServerError",
     "ServerNotInstalledError",
+    "TLSFiles",
+    "make_tls_files",
     "memcached_addresses",
     "postgres_dsn",
     "redis_cluster_nodes",
@@ -51,6 +55,7 @@ __all__ = [
     "start_postgres",
     "start_redis",
     "start_redis_cluster",
+    "start_redis_tls",
 ]
 
 HOST = "127.0.0.1"
@@ -464,14 +469,30 @@ def _redis_ready(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def _redis_node(*, cluster: bool = False) -> Iterator[int]:
+def _redis_node(
+    *,
+    cluster: bool = False,
+    extra_args: Sequence[str] = (),
+    ready: Callable[[int], bool] = _redis_ready,
+    tls: TLSFiles | None = None,
+) -> Iterator[int]:
     binary = _require("redis-server")
     with _tempdir("redis") as workdir:
 
         def argv(port: int) -> list[str]:
+            listen = ["--port", str(port)]
+            if tls is not None:  # TLS only: no plain-text port at all
+                listen = [
+                    "--port", "0",
+                    "--tls-port", str(port),
+                    "--tls-cert-file", str(tls.cert),
+                    "--tls-key-file", str(tls.key),
+                    "--tls-ca-cert-file", str(tls.ca),
+                    "--tls-auth-clients", "no",
+                ]  # fmt: skip
             args = [
                 binary,
-                "--port", str(port),
+                *listen,
                 "--bind", HOST,
                 "--dir", str(workdir),
                 "--save", "",
@@ -480,30 +501,197 @@ def _redis_node(*, cluster: bool = False) -> Iterator[int]:
             ]  # fmt: skip
             if cluster:
                 args += ["--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf")]
-            return args
+            return [*args, *extra_args]
 
         with _serve(
             "redis-server",
             argv,
-            _redis_ready,
+            ready,
             workdir=workdir,
             bus_offset=CLUSTER_BUS_OFFSET if cluster else None,
         ) as port:
             yield port
 
 
+def _redis_answers(port: int) -> bool:
+    # A server with ``requirepass`` answers an unauthenticated PING with -NOAUTH: it is serving.
+    reply = _redis_call(port, "PING")
+    return reply == b"+PONG" or reply.startswith(b"-NOAUTH")
+
+
 @contextlib.contextmanager
-def start_redis() -> Iterator[str]:
+def start_redis(*, extra_args: Sequence[str] = ()) -> Iterator[str]:
     """Run a standalone Redis server without persistence.
 
+    Args:
+        extra_args: more ``redis-server`` options, appended to the defaults (such as
+            ``["--requirepass", "secret"]``). A server that asks for a password counts as ready
+            once it answers an unauthenticated ``PING`` with ``-NOAUTH``.
+
     Returns:
-        A context manager yielding ``"redis://127.0.0.1:PORT/0"``.
+        A context manager yielding ``"redis://127.0.0.1:PORT/0"`` (with no credentials in it).
 
     Raises:
         ServerError: the server could not be started (``ServerNotInstalledError`` if missing).
     """
-    with _redis_node() as port:
+    ready = _redis_answers if extra_args else _redis_ready
+    with _redis_node(extra_args=extra_args, ready=ready) as port:
         yield f"redis://{HOST}:{port}/0"
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of a throw-away certificate authority and of a server certificate it signed."""
+
+    ca: Path
+    """The CA's certificate: what a client trusts."""
+    cert: Path
+    """The server's certificate, for ``127.0.0.1`` (an IP address SAN) and ``localhost``."""
+    key: Path
+    """The server certificate's private key (unencrypted)."""
+
+
+def make_tls_files(directory: Path, *, name: str = "test") -> TLSFiles:
+    """Write a new CA and a server certificate it signed for 127.0.0.1 into ``directory``.
+
+    The keys are P-256 and live for a day; nothing is reused between calls, so two calls give two
+    CAs that do not trust each other's certificates.
+
+    Args:
+        directory: an existing directory; the files are ``<name>-ca.pem``, ``<name>-server.pem``
+            and ``<name>-server.key``.
+        name: the files' prefix and the CA's common name.
+
+    Returns:
+        The paths of the files written.
+    """
+    import datetime  # noqa: PLC0415 - only TLS tests need these
+    import ipaddress  # noqa: PLC0415
+
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} throw-away CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(server_key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    files = TLSFiles(
+        ca=directory / f"{name}-ca.pem",
+        cert=directory / f"{name}-server.pem",
+        key=directory / f"{name}-server.key",
+    )
+    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    files.key.chmod(0o600)
+    return files
+
+
+def _redis_tls_ready(ca: Path, port: int) -> bool:
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection((HOST, port), timeout=2.0) as raw,
+        context.wrap_socket(raw, server_hostname=HOST) as sock,
+        sock.makefile("rb") as reply,
+    ):
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        return reply.readline() == b"+PONG\r\n"
+
+
+@contextlib.contextmanager
+def start_redis_tls(tls: TLSFiles, *, extra_args: Sequence[str] = ()) -> Iterator[int]:
+    """Run a standalone Redis server that speaks TLS only (no plain-text port).
+
+    Clients need not present a certificate (``--tls-auth-clients no``); they check the server's
+    against ``tls.ca``. ``make_tls_files()`` makes the files.
+
+    Args:
+        tls: the server's certificate, its key and the CA that signed it.
+        extra_args: more ``redis-server`` options, appended to the defaults.
+
+    Returns:
+        A context manager yielding the TLS port on 127.0.0.1.
+
+    Raises:
+        ServerError: the server could not be started, for instance when this redis-server was
+            built without TLS (``ServerNotInstalledError`` if it is missing).
+    """
+    ready = functools.partial(_redis_tls_ready, tls.ca)
+    with _redis_node(extra_args=extra_args, ready=ready, tls=tls) as port:
+        yield port
 
 
 def _cluster_ok(port: int, nodes: int) -> bool:
