@@ -15,8 +15,10 @@ Which backend:
     Pipelines are refused: commands sent to them are only queued.
 
 Commands:
-    Every operation is one command on the client object you passed (never on a pipeline made
-    from it), through the client's own method, so a spy or wrapper on your client sees it: a
+    Every operation is one command, through a client method (never on a pipeline): on the
+    client object you passed, or, for a sync ``redis.Redis`` that allows it, on its asyncio
+    twin (``RedisBackend``; a spy or wrapper set on your client's methods keeps the commands on
+    your client, so it sees them). A
     read is one ``GET`` (``client.get``), a save of a loaded session one ``SET key value EX ttl
     XX`` (``client.set``; replace only: a record removed meanwhile stays removed), a new
     session one ``SET ... NX``, a removal one ``DEL`` (``client.delete``; the cluster clients'
