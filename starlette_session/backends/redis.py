@@ -348,8 +348,8 @@ class RedisBackend(_RedisBase):
         #: Whether commands go through the asyncio twin (under asyncio) rather than worker threads.
         self.uses_twin = asyncio_twin is not False and self.twin_refusal is None
         self._twins: dict[asyncio.AbstractEventLoop, tuple[Any, AsyncIterator[None]]] = {}
-        self._twin_loop: asyncio.AbstractEventLoop | None = None
-        self._twin: Any = None
+        # The loop and twin of the last command, read and written as one tuple (threads may race).
+        self._last: tuple[asyncio.AbstractEventLoop | None, Any] = (None, None)
 
     async def _command(self, operation: str, method: str, key: str, *args: Any, **kwargs: Any) -> Any:
         if self.uses_twin:
@@ -358,7 +358,9 @@ class RedisBackend(_RedisBase):
             except RuntimeError:  # not asyncio (trio): the worker threads
                 pass
             else:
-                client = self._twin if loop is self._twin_loop else await self._twin_of(loop)
+                last_loop, client = self._last
+                if last_loop is not loop:
+                    client = await self._twin_of(loop)
                 func = getattr(client, method)
                 return await self.call(operation, func, key, *args, redact=(key,), in_thread=False, **kwargs)
         return await super()._command(operation, method, key, *args, **kwargs)
@@ -378,15 +380,16 @@ class RedisBackend(_RedisBase):
     async def _twin_of(self, loop: asyncio.AbstractEventLoop) -> Any:
         entry = self._twins.get(loop)
         if entry is None:
-            for old in [old for old in self._twins if old.is_closed()]:
-                del self._twins[old]  # a loop closed without shutting its async generators down
+            for old in list(self._twins):  # a copy: another thread's loop may add its twin meanwhile
+                if old.is_closed():  # closed without shutting its async generators down
+                    self._twins.pop(old, None)
             client = _make_twin(_import_redis(), self._client)
             # The loop closes this generator when it shuts down (asyncio.run, anyio and uvicorn
             # call ``shutdown_asyncgens``), and with it the twin's connections.
             closer = self._close_at_shutdown(loop, client)
             await closer.__anext__()
             entry = self._twins[loop] = (client, closer)
-        self._twin_loop, self._twin = loop, entry[0]
+        self._last = (loop, entry[0])
         return entry[0]
 
     async def _close_at_shutdown(self, loop: asyncio.AbstractEventLoop, client: Any) -> AsyncIterator[None]:
@@ -398,8 +401,8 @@ class RedisBackend(_RedisBase):
     async def _drop_twin(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
         if self._twins.get(loop, (None,))[0] is client:
             del self._twins[loop]
-        if self._twin is client:
-            self._twin_loop = self._twin = None
+        if self._last[1] is client:
+            self._last = (None, None)
         await client.connection_pool.disconnect()  # the twin owns its pool; the client does not close it
 
     async def aclose(self) -> None:
@@ -450,6 +453,18 @@ def _same(value: Any, default: Any) -> bool:
     )
 
 
+def _defaults(cls: type) -> dict[str, Any]:
+    """The default values of the keyword arguments ``cls.__init__`` names, along its bases."""
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            for name, parameter in inspect.signature(init).parameters.items():
+                if parameter.default is not inspect.Parameter.empty:
+                    found[name] = parameter.default
+    return found
+
+
 def _accepted(cls: type) -> set[str]:
     """The keyword arguments ``cls.__init__`` names, along its bases."""
     names: set[str] = set()
@@ -487,7 +502,8 @@ def _twin_refusal(redis: Any, client: Any) -> str | None:
     reference = redis.Redis()  # redis-py's defaults (makes no connection)
     if client.response_callbacks != reference.response_callbacks:
         return "its response callbacks are not redis-py's defaults"
-    defaults = reference.connection_pool.connection_kwargs
+    # redis-py's defaults: what a client passes its connections, and the connection class's own.
+    defaults = {**_defaults(pool.connection_class), **reference.connection_pool.connection_kwargs}
     accepted = _accepted(classes[pool.connection_class])
     for name, value in pool.connection_kwargs.items():
         if name in _TWIN_POOL_OWN or (name in _TWIN_COPIED and name in accepted):
