@@ -53,6 +53,7 @@ LATENCY_MS = 1.3
 
 LATENCY_CONTENDERS = (
     "ours-redis-sync",
+    "ours-redis-sync-threads",
     "ours-redis-async",
     "ours-memcache",
     "ours-memcache-pooled",
@@ -66,6 +67,7 @@ HTTP_CONTENDERS = (
     "starlette",
     "ours-cookie",
     "ours-redis-sync",
+    "ours-redis-sync-threads",
     "ours-redis-async",
     "starsessions-redis",
 )

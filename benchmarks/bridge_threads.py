@@ -1,4 +1,7 @@
-"""How many threads should the sync bridge have? ``ours-redis-sync`` with ``MAX_THREADS`` in turn.
+"""How many threads should the sync bridge have? ``ours-redis-sync-threads`` with ``MAX_THREADS`` in turn.
+
+(``ours-redis-sync-threads`` is ``redis.Redis`` with ``asyncio_twin=False``: the default
+``ours-redis-sync`` sends its commands through the asyncio twin, never through the bridge.)
 
     .venv-bench/bin/python -m benchmarks.bridge_threads [--threads 8 16 40] [--rounds 3] [--no-http]
                                                         [--latency-ms 1.3] [--output FILE]
@@ -37,7 +40,7 @@ from benchmarks.suite import CONCURRENCY, CONCURRENT, WORKLOADS, Built, build
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "benchmarks" / "results" / "bridge_threads.json"
 DEFAULT_LATENCY_MS = 1.3
-CONTENDER = "ours-redis-sync"
+CONTENDER = "ours-redis-sync-threads"
 REFERENCE = "starsessions-redis"
 
 SEQUENTIAL = Budget(warmup=100, iterations=2000, min_iterations=100, seconds=0.35)

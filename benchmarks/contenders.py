@@ -236,6 +236,20 @@ async def _ours_redis_sync(stores: Stores, **options: Any) -> AsyncIterator[ASGI
 
 
 @contextlib.asynccontextmanager
+async def _ours_redis_sync_threads(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
+    import redis  # noqa: PLC0415
+
+    from starlette_session.backends.redis import RedisBackend  # noqa: PLC0415
+
+    # The same sync client, each command in a worker thread (what RedisBackend did before the twin).
+    client = redis.Redis.from_url(stores.need_redis())
+    try:
+        yield _ours(backend=RedisBackend(client, asyncio_twin=False), **options)
+    finally:
+        client.close()
+
+
+@contextlib.asynccontextmanager
 async def _ours_redis_async(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     import redis.asyncio  # noqa: PLC0415
 
@@ -458,7 +472,16 @@ CONTENDERS: dict[str, Contender] = {
         Contender("starlette", "starlette", None, _starlette, "starlette.middleware.sessions"),
         Contender("ours-cookie", "ours", None, _ours_cookie, "signed cookie (Starlette's format)"),
         Contender("ours-memory", "ours", "memory", _ours_memory, "BackendType.memory"),
-        Contender("ours-redis-sync", "ours", "redis", _ours_redis_sync, "redis.Redis, thread bridge"),
+        Contender(
+            "ours-redis-sync", "ours", "redis", _ours_redis_sync, "redis.Redis, asyncio twin (default)"
+        ),
+        Contender(
+            "ours-redis-sync-threads",
+            "ours",
+            "redis",
+            _ours_redis_sync_threads,
+            "redis.Redis, thread bridge (asyncio_twin=False)",
+        ),
         Contender("ours-redis-async", "ours", "redis", _ours_redis_async, "redis.asyncio.Redis"),
         Contender("ours-memcache", "ours", "memcached", _ours_memcache, "pymemcache Client (defaults), lock"),
         Contender(
@@ -505,6 +528,7 @@ CONTENDERS: dict[str, Contender] = {
 MERGE_SUFFIX = "+merge"
 _MERGE_FACTORIES: dict[str, Callable[..., contextlib.AbstractAsyncContextManager[ASGIApp]]] = {
     "ours-redis-sync": _ours_redis_sync,
+    "ours-redis-sync-threads": _ours_redis_sync_threads,
     "ours-redis-async": _ours_redis_async,
     "ours-memcache": _ours_memcache,
     "ours-aiomemcache": _ours_aiomemcache,

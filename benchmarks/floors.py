@@ -7,11 +7,17 @@ For every server-side backend, in the same phase and taking turns:
   client with the same key, without the middleware; a blocking client's call is timed twice,
   called on the event loop (what a benchmark of the client alone shows) and through the
   package's thread bridge (what a caller who must not block the loop pays);
+* for ``ours-redis-sync``, whose read goes through the asyncio twin of its ``redis.Redis``
+  (``await backend.asyncio_client()``), the bare call is ``await twin.get(key)``; the sync
+  client's own ``client.get(key)``, on the loop and through the bridge, is timed as well and
+  reported beside it (``ours-redis-sync-threads`` is the same client with
+  ``asyncio_twin=False``: its bare call is the sync ``client.get(key)`` through the bridge);
 * **our read with** ``hash_ids=False``: the same backend keyed by the raw id, so the cost of
   hashing ids at rest shows;
 * and, as the yardstick, our cookie read.
 
-``overhead = our read - bare call``; the issue's goal is ``overhead <= our cookie read``.
+``overhead = our read - the bare call the read actually makes`` (through the bridge for a
+blocking client); the issue's goal is ``overhead <= our cookie read``.
 The bare calls reach into the backends' private attributes (the key they would send), on
 purpose: this module is the benchmark, not an API.
 """
@@ -33,6 +39,7 @@ from benchmarks.suite import WORKLOADS, Built, build
 _FACTORIES: dict[str, Callable[..., contextlib.AbstractAsyncContextManager[Any]]] = {
     "ours-memory": c._ours_memory,
     "ours-redis-sync": c._ours_redis_sync,
+    "ours-redis-sync-threads": c._ours_redis_sync_threads,
     "ours-redis-async": c._ours_redis_async,
     "ours-memcache": c._ours_memcache,
     "ours-aiomemcache": c._ours_aiomemcache,
@@ -92,13 +99,20 @@ class Bare:
         await run_sync(self.func, *self.args)
 
 
-def bare_call(built: Built) -> Bare:
-    """Return the bare client call equal to the store call of ``built``'s read."""
+async def bare_call(built: Built) -> Bare:
+    """Return the bare client call equal to the store call of ``built``'s read.
+
+    Must be awaited in the loop the measurements run in: the asyncio twin of a sync Redis
+    client is made for (and bound to) the running loop.
+    """
     backend, key = _record_key(built)
     name = built.name
     if name == "ours-memory":
         return Bare("dict lookup", backend._data.get, (key,))
-    if name == "ours-redis-sync":
+    if name in ("ours-redis-sync", "ours-redis-sync-threads"):
+        if backend.uses_twin:
+            twin = await backend.asyncio_client()  # the same twin (and pool) the middleware's read uses
+            return Bare("await twin.get(key)", twin.get, (backend._key(key),), awaited=True)
         return Bare("client.get(key)", backend.client.get, (backend._key(key),), blocking=True)
     if name == "ours-redis-async":
         return Bare("await client.get(key)", backend.client.get, (backend._key(key),), awaited=True)
@@ -132,6 +146,19 @@ def bare_call(built: Built) -> Bare:
     raise KeyError(name)
 
 
+def sync_client_call(built: Built) -> Bare | None:
+    """The sync client's own ``client.get(key)``, for a sync Redis backend that reads through its twin.
+
+    ``None`` for every other backend: their bare call already is the client's own.
+    """
+    if built.name not in ("ours-redis-sync", "ours-redis-sync-threads"):
+        return None
+    backend, key = _record_key(built)
+    if not backend.uses_twin:
+        return None
+    return Bare("client.get(key)", backend.client.get, (backend._key(key),), blocking=True)
+
+
 async def _hop() -> None:
     from starlette_session._bridge import run_sync  # noqa: PLC0415
 
@@ -147,6 +174,10 @@ class _Row:
     raw_read: Timing
     bare: Timing
     bridged: Timing
+    #: The sync client's own call when the read goes through the asyncio twin (else ``None``).
+    sync_call: Bare | None = None
+    sync_on_loop: Timing | None = None
+    sync_bridged: Timing | None = None
 
 
 async def floor_phase(
@@ -170,7 +201,11 @@ async def floor_phase(
         raw_factory = functools.partial(_FACTORIES[name], hash_ids=False)
         raw_contender = c.Contender(name + RAW_SUFFIX, "ours", c.CONTENDERS[name].store, raw_factory)
         raw = await build(stack, raw_contender, stores)
-        rows.append(_Row(built, raw, bare_call(built), Timing(), Timing(), Timing(), Timing()))
+        row = _Row(built, raw, await bare_call(built), Timing(), Timing(), Timing(), Timing())
+        row.sync_call = sync_client_call(built)
+        if row.sync_call is not None:
+            row.sync_on_loop, row.sync_bridged = Timing(), Timing()
+        rows.append(row)
     cookie_read, hop = Timing(), Timing()
     for _ in range(rounds):
         cookie_read.add(await time_sequential(cookie.caller(read), budget))
@@ -180,11 +215,16 @@ async def floor_phase(
             row.bare.add(await time_sequential(row.bare_call, budget))
             if row.bare_call.blocking:
                 row.bridged.add(await time_sequential(row.bare_call.through_bridge, budget))
+            if row.sync_call is not None and row.sync_on_loop is not None and row.sync_bridged is not None:
+                row.sync_on_loop.add(await time_sequential(row.sync_call, budget))
+                row.sync_bridged.add(await time_sequential(row.sync_call.through_bridge, budget))
             row.raw_read.add(await time_sequential(row.raw.caller(read), budget))
     backends: dict[str, Any] = {}
     for row in rows:
         ours, bare, raw_ids = row.read.median_us, row.bare.median_us, row.raw_read.median_us
         bridged = row.bridged.median_us if row.bridged.samples_ns else None
+        sync_loop = row.sync_on_loop.median_us if row.sync_on_loop is not None else None
+        sync_bridged = row.sync_bridged.median_us if row.sync_bridged is not None else None
         backends[row.built.name] = {
             "bare_call": row.bare_call.label,
             "bare_us": round(bare, 2),
@@ -194,10 +234,20 @@ async def floor_phase(
             "overhead_bridged_us": None if bridged is None else round(ours - bridged, 2),
             "read_raw_ids_us": round(raw_ids, 2),
             "hashing_us": round(ours - raw_ids, 2),
+            # What the read actually makes: the bridge's call for a blocking client, else the bare call.
+            "read_call": row.bare_call.label + (" through the bridge" if bridged is not None else ""),
+            "sync_client_call": None if row.sync_call is None else row.sync_call.label,
+            "sync_client_us": None if sync_loop is None else round(sync_loop, 2),
+            "sync_client_bridged_us": None if sync_bridged is None else round(sync_bridged, 2),
         }
         progress(
-            f"  {row.built.name:18} read {ours:7.1f}  bare {bare:7.1f}"
+            f"  {row.built.name:23} read {ours:7.1f}  bare {bare:7.1f}"
             + ("" if bridged is None else f" (through the bridge {bridged:7.1f})")
+            + (
+                ""
+                if sync_loop is None or sync_bridged is None
+                else f" (sync client.get {sync_loop:7.1f}, through the bridge {sync_bridged:7.1f})"
+            )
             + f"  raw ids {raw_ids:7.1f} µs"
         )
     progress(f"  ours-cookie read {cookie_read.median_us:.1f} µs; bridge hop {hop.median_us:.1f} µs")
