@@ -312,16 +312,16 @@ class SessionMiddleware:
             loaded, fail_open = None, True  # the app chose to serve this request without its session
         scope["session"] = initial = Session() if loaded is None else loaded.session
         token = _current.set(initial)
-        if loaded is None:
+        if loaded is None and (self.track_client or self.indexes_users):
             loaded = Loaded(initial)
-        if self.track_client:
+        if self.track_client and loaded is not None:
             loaded.client = _client_of(scope)
         users_token = (
             users._request.set((self.strategy, loaded))  # type: ignore[arg-type]  # server-side only
             if self.indexes_users
             else None
         )
-        rolling = self.rolling and loaded.had_cookie
+        rolling = self.rolling and loaded is not None and loaded.had_cookie
         saved: Loaded | None = None
         replaced = False  # the app's response was replaced by the outage answer
 
@@ -329,12 +329,14 @@ class SessionMiddleware:
             nonlocal saved, replaced
             if replaced:
                 return
-            if message["type"] == start:
-                # From now on no cookie can reach the client: regenerate_session() refuses.
-                initial.response_started = True
-            if message["type"] == start and not fail_open:
+            if message["type"] != start:
+                await send(message)
+                return
+            # From now on no cookie can reach the client: regenerate_session() refuses.
+            initial.response_started = True
+            if not fail_open:
                 session = scope["session"]
-                saved = loaded
+                saved = Loaded(initial) if loaded is None else loaded
                 if not isinstance(session, Session):  # the app replaced it with a plain dict
                     session = scope["session"] = Session(session)
                     session.mark_modified()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import types
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -386,24 +387,21 @@ class RedisBackend(_RedisBase):
             client = _make_twin(_import_redis(), self._client)
             # The loop closes this generator when it shuts down (asyncio.run, anyio and uvicorn
             # call ``shutdown_asyncgens``), and with it the twin's connections.
-            closer = self._close_at_shutdown(loop, client)
+            closer = _close_at_shutdown(weakref.ref(self), loop, client)
             await closer.__anext__()
+            for key, (old_loop, _) in list(_CLOSERS.items()):
+                if old_loop.is_closed():
+                    _CLOSERS.pop(key, None)
+            _CLOSERS[id(client)] = (loop, closer)
             entry = self._twins[loop] = (client, closer)
         self._last = (loop, entry[0])
         return entry[0]
 
-    async def _close_at_shutdown(self, loop: asyncio.AbstractEventLoop, client: Any) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await self._drop_twin(loop, client)
-
-    async def _drop_twin(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
+    def _forget_twin(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
         if self._twins.get(loop, (None,))[0] is client:
             del self._twins[loop]
         if self._last[1] is client:
             self._last = (None, None)
-        await client.connection_pool.disconnect()  # the twin owns its pool; the client does not close it
 
     async def aclose(self) -> None:
         """Close the running loop's asyncio twin, if it has one (never the client itself)."""
@@ -413,9 +411,31 @@ class RedisBackend(_RedisBase):
             return
         entry = self._twins.get(loop)
         if entry is not None:
-            client, closer = entry
-            await self._drop_twin(loop, client)
-            await closer.aclose()  # type: ignore[attr-defined]  # an async generator
+            await entry[1].aclose()  # type: ignore[attr-defined]  # an async generator: closes the twin
+
+
+#: ``id(twin)`` -> its loop and closing generator, for every open twin of the process.
+_CLOSERS: dict[int, tuple[asyncio.AbstractEventLoop, AsyncIterator[None]]] = {}
+
+
+async def _close_at_shutdown(
+    owner: weakref.ref[RedisBackend], loop: asyncio.AbstractEventLoop, client: Any
+) -> AsyncIterator[None]:
+    """Wait, at a ``yield``, for the loop's shutdown (or ``aclose``); then close ``client``'s pool.
+
+    The generator is kept in ``_CLOSERS``, not only by its backend, and holds the backend
+    weakly: a backend dropped while its loop runs leaves its twin open until the loop shuts
+    down, rather than to a garbage-collector finalizer whose closing task the loop's shutdown
+    could cancel half-way.
+    """
+    try:
+        yield
+    finally:
+        _CLOSERS.pop(id(client), None)
+        backend = owner()
+        if backend is not None:
+            backend._forget_twin(loop, client)
+        await client.connection_pool.disconnect()  # the twin owns its pool; the client does not close it
 
 
 # What a sync client's connection settings become in its asyncio twin. Copied as they are
