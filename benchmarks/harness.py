@@ -132,9 +132,16 @@ class Timing:
     """Per-request wall times of one or more measurement rounds, in nanoseconds."""
 
     samples_ns: list[int] = field(default_factory=list)
+    #: The event loop thread's CPU time of each request (``time_sequential(cpu=True)`` only).
+    cpu_samples_ns: list[int] = field(default_factory=list)
 
     def add(self, other: Timing) -> None:
         self.samples_ns.extend(other.samples_ns)
+        self.cpu_samples_ns.extend(other.cpu_samples_ns)
+
+    @property
+    def cpu_median_us(self) -> float | None:
+        return statistics.median(self.cpu_samples_ns) / 1000 if self.cpu_samples_ns else None
 
     @property
     def median_us(self) -> float:
@@ -152,30 +159,42 @@ class Timing:
         }
 
 
-async def time_sequential(call: Callable[[], Awaitable[None]], budget: Budget) -> Timing:
+async def time_sequential(
+    call: Callable[[], Awaitable[None]], budget: Budget, *, cpu: bool = False
+) -> Timing:
     """Time ``call`` one request at a time.
 
     Args:
         call: sends one request.
         budget: warm-up, iteration and time limits.
+        cpu: also record the CPU time the calling (event loop) thread spent on each request,
+            which leaves out the waits for a store and a worker thread (each request then also
+            pays for two ``thread_time_ns`` calls, inside its wall time).
 
     Returns:
-        The wall time of each timed request.
+        The wall time (and, with ``cpu``, the loop thread's CPU time) of each timed request.
     """
     for _ in range(budget.warmup):
         await call()
     gc.collect()
     samples: list[int] = []
+    cpu_samples: list[int] = []
     clock = time.perf_counter_ns
+    cpu_clock = time.thread_time_ns
     deadline = clock() + int(budget.seconds * 1e9)
     for i in range(budget.iterations):
         start = clock()
-        await call()
+        if cpu:
+            cpu_start = cpu_clock()
+            await call()
+            cpu_samples.append(cpu_clock() - cpu_start)
+        else:
+            await call()
         end = clock()
         samples.append(end - start)
         if end > deadline and i + 1 >= budget.min_iterations:
             break
-    return Timing(samples)
+    return Timing(samples, cpu_samples)
 
 
 @dataclass

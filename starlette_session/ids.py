@@ -8,6 +8,7 @@ place where that hash is made.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -38,6 +39,7 @@ def is_valid_session_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _VALID_ID.fullmatch(value) is not None
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function called on every request of a session
 def private_id(public_id: str) -> str:
     """Return the store's id for ``public_id``: ``2-`` and the hex SHA-256 of it."""
     return PRIVATE_ID_PREFIX + hashlib.sha256(public_id.encode("ascii")).hexdigest()

@@ -53,7 +53,7 @@ _ID_CACHE_SIZE = 4096
 _MAX_CLIENT_TEXT = 512
 
 
-@dataclass
+@dataclass(slots=True)
 class Loaded:
     """What a strategy learned from the request, kept until the response starts."""
 
@@ -276,7 +276,8 @@ class ServerSideStrategy:
             return Loaded(Session(), had_cookie=True)
         session = Session(data)
         session.loaded = payload
-        self._emit("loaded", session_id)
+        if self.events is not None:
+            self._emit("loaded", session_id)
         return Loaded(
             session, had_cookie=True, session_id=session_id, version=version, legacy=legacy, meta=meta
         )
@@ -346,7 +347,7 @@ class ServerSideStrategy:
             session.mark_saved(payload)
             await self._reindex(old_user, old_handle, session_id, meta, ttl)
             return [self._cookie_for(session_id)]
-        if session_id is not None and dict.__len__(session):
+        if self.user_key is not None and session_id is not None and dict.__len__(session):
             await self._refresh_last_seen(loaded, session, session_id)
         if rolling and session_id is not None and loaded.legacy != "043" and dict.__len__(session):
             ttl = self._ttl(loaded.meta)
