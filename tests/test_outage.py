@@ -32,6 +32,7 @@ from starlette.websockets import WebSocket
 from starlette_session import BackendError, SessionBackend
 from starlette_session.backends import BackendType, create_backend
 from starlette_session.backends.memory import MemoryBackend
+from starlette_session.backends.redis import RedisBackend
 from starlette_session.backends.sqlalchemy import SQLAlchemyBackend
 from starlette_session.outage import StoreGuard
 from tests import servers
@@ -396,7 +397,14 @@ async def test_requests_without_a_session_cookie_are_served_during_an_outage() -
 def _redis_sync(proxy: FaultProxy) -> tuple[SessionBackend, Callable[[], Any]]:
     client = redis.Redis(host="127.0.0.1", port=proxy.port)  # redis-py's default retries
     backend = create_backend(BackendType.redis, client)
-    assert backend is not None
+    assert isinstance(backend, RedisBackend)
+    assert backend.uses_twin  # its commands go through the asyncio twin
+    return backend, client.close
+
+
+def _redis_sync_threads(proxy: FaultProxy) -> tuple[SessionBackend, Callable[[], Any]]:
+    client = redis.Redis(host="127.0.0.1", port=proxy.port)
+    backend = RedisBackend(client, asyncio_twin=False)  # each command in a worker thread
     return backend, client.close
 
 
@@ -432,6 +440,7 @@ def _postgres(driver: str) -> Callable[[FaultProxy], tuple[SessionBackend, Calla
 
 STORES: dict[str, tuple[str, Callable[[FaultProxy], tuple[SessionBackend, Callable[[], Any]]]]] = {
     "redis": ("redis", _redis_sync),
+    "redis-threads": ("redis", _redis_sync_threads),
     "redis-asyncio": ("redis", _redis_async),
     "memcache": ("memcached", _pymemcache),
     "aiomemcache": ("memcached", _aiomcache),
