@@ -1,10 +1,11 @@
 """Outage latency: what requests get while the session store is cut off, and how fast it comes back.
 
-Each store (Redis through the sync client with redis-py's default retries and through
-``redis.asyncio``; memcached through pymemcache and aiomcache; PostgreSQL through psycopg and
-asyncpg, when a PostgreSQL server can be started) sits behind ``tests.faultproxy.FaultProxy``
-on 127.0.0.1. The middleware keeps its default outage policy (``store_timeout`` 2 s, breaker
-after 3 consecutive failures, 0.5 s cooldown). For each way of cutting the proxy (``refuse``,
+Each store (Redis through the sync client, by its asyncio twin, with redis-py's default
+retries, and through ``redis.asyncio``; memcached through pymemcache and aiomcache; PostgreSQL
+through psycopg and asyncpg, when a PostgreSQL server can be started) sits behind
+``tests.faultproxy.FaultProxy`` on 127.0.0.1. The middleware keeps its default outage policy
+(``store_timeout`` 2 s, breaker after 3 consecutive failures, 0.5 s cooldown). For each way of
+cutting the proxy (``refuse``,
 ``close``, ``stall``):
 
 1. ``requests`` requests that carry the cookie of a session written before the outage are
@@ -229,7 +230,7 @@ def _postgres(driver: str) -> Callable[[int, str], contextlib.AbstractAsyncConte
 
 
 STORES = (
-    Store("redis-sync", "redis", "redis.Redis (default retries)", _redis_sync),
+    Store("redis-sync", "redis", "redis.Redis through its asyncio twin (default retries)", _redis_sync),
     Store("redis-async", "redis", "redis.asyncio.Redis", _redis_async),
     Store("memcache", "memcached", "pymemcache Client", _pymemcache),
     Store("aiomemcache", "memcached", "aiomcache.Client", _aiomcache),
