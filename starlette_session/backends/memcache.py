@@ -610,10 +610,13 @@ class AioMemcacheBackend(SessionBackend):
 
     async def _call(self, operation: str, func: Callable[..., Awaitable[T]], key: bytes, *args: Any) -> T:
         redact = (key.decode("ascii"),)
+        if self.timeout is None:  # the middleware's store_timeout bounds it (a cancel scope costs)
+            result: T = await self.call(operation, func, key, *args, redact=redact)
+            return result
         try:
             with anyio.fail_after(self.timeout):
-                result: T = await self.call(operation, func, key, *args, redact=redact)
-                return result
+                bounded: T = await self.call(operation, func, key, *args, redact=redact)
+                return bounded
         except TimeoutError:
             raise backend_error(self.name, f"{operation} within {self.timeout} s") from None
 
