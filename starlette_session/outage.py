@@ -70,7 +70,8 @@ class StoreGuard:
         self._failures = 0
         self._open_until = 0.0
         self._probing = False
-        #: Seconds the last call took (for events); ``None`` before the first.
+        #: Seconds the last call took, measured for ``observer`` (``None`` without one, or before
+        #: the first call).
         self.last_duration: float | None = None
         #: ``SessionMiddleware(events=...)``: told of every store call.
         self.observer: Observer | None = None
@@ -92,8 +93,8 @@ class StoreGuard:
         Raises:
             BackendError: the store failed, timed out, or the breaker is open.
         """
-        probe = self._admit(operation)
-        started = time.perf_counter()
+        probe = self._admit(operation) if self.threshold and self._failures >= self.threshold else False
+        started = 0.0 if self.observer is None else time.perf_counter()
         try:
             if self.timeout is None:
                 result = await func(*args)
@@ -122,7 +123,8 @@ class StoreGuard:
         finally:
             if probe:
                 self._probing = False
-        self._observe(operation, started, None)
+        if self.observer is not None:
+            self._observe(operation, started, None)
         self._failures = 0
         return result
 
@@ -134,23 +136,30 @@ class StoreGuard:
         watchdog = self._watchdog
         if watchdog is None or watchdog.loop is not loop:
             watchdog = self._watchdog = _Watchdog(loop, self.timeout or 0.0)
-        token = watchdog.watch(task)
+        # The watchdog's bookkeeping, inlined: this runs on every store call.
+        token = (loop.time() + watchdog.timeout, task, task.cancelling())  # type: ignore[attr-defined, unused-ignore]
+        calls, expired = watchdog.calls, watchdog.expired
+        calls[token] = None
+        if watchdog.timer is None:
+            watchdog.arm(token[0])
         try:
             result = await func(*args)
         except asyncio.CancelledError:
-            if watchdog.expired(token) and task.uncancel() <= token[2]:  # type: ignore[attr-defined, unused-ignore]  # 3.11+
+            if token in expired and task.uncancel() <= token[2]:  # type: ignore[attr-defined, unused-ignore]  # 3.11+
                 raise TimeoutError from None  # cancelled by the watchdog alone
             raise
         else:
-            if watchdog.expired(token):  # the call finished anyway: take our cancellation back
+            if token in expired:  # the call finished anyway: take our cancellation back
                 task.uncancel()  # type: ignore[attr-defined, unused-ignore]  # 3.11+
         finally:
-            watchdog.forget(token)
+            del calls[token]
+            if expired:
+                expired.discard(token)
         return result
 
     def _observe(self, operation: str, started: float, error: BackendError | None) -> None:
-        self.last_duration = time.perf_counter() - started
         if self.observer is not None:
+            self.last_duration = time.perf_counter() - started
             emit(
                 self.observer,
                 SessionEvent(
@@ -211,34 +220,25 @@ class _Watchdog:
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop = loop
         self.timeout = timeout
-        self._calls: dict[_Token, None] = {}
-        self._expired: set[_Token] = set()
-        self._timer: asyncio.TimerHandle | None = None
+        #: The calls in flight, oldest first (``StoreGuard._watched`` adds and removes them).
+        self.calls: dict[_Token, None] = {}
+        #: Those the watchdog cancelled.
+        self.expired: set[_Token] = set()
+        self.timer: asyncio.TimerHandle | None = None
 
-    def watch(self, task: asyncio.Task[Any]) -> _Token:
-        token = (self.loop.time() + self.timeout, task, task.cancelling())  # type: ignore[attr-defined, unused-ignore]
-        self._calls[token] = None
-        if self._timer is None:
-            self._timer = self.loop.call_at(token[0], self._fire)
-        return token
-
-    def expired(self, token: _Token) -> bool:
-        return token in self._expired
-
-    def forget(self, token: _Token) -> None:
-        del self._calls[token]
-        self._expired.discard(token)
+    def arm(self, deadline: float) -> None:
+        self.timer = self.loop.call_at(deadline, self._fire)
 
     def _fire(self) -> None:
-        self._timer = None
+        self.timer = None
         now = self.loop.time() + self._SLACK
-        for token in self._calls:
+        for token in self.calls:
             deadline, task, _ = token
             if deadline > now:
-                self._timer = self.loop.call_at(deadline, self._fire)
+                self.arm(deadline)
                 return
-            if token not in self._expired:
-                self._expired.add(token)
+            if token not in self.expired:
+                self.expired.add(token)
                 task.cancel()
 
 
