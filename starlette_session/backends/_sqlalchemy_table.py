@@ -5,7 +5,8 @@ backend module must import without it. Import the models from
 ``starlette_session.backends.sqlalchemy``, which loads this module on first use.
 
 Every function taking a ``Connection`` runs inside the caller's transaction, on a sync
-connection (the backend runs them through ``AsyncConnection.run_sync`` for async engines).
+connection (the backend runs them through ``AsyncConnection.run_sync`` for async engines);
+``read_async``, the one statement of a read, opens its own transaction on an ``AsyncEngine``.
 Session ids and values are always bound parameters.
 """
 
@@ -81,14 +82,27 @@ def has_table(conn: Connection, table: Table) -> bool:
 _READ_STATEMENTS: weakref.WeakKeyDictionary[Table, Select[Any]] = weakref.WeakKeyDictionary()
 
 
-def read(conn: Connection, table: Table, session_id: str, now: float) -> bytes | None:
+def read_statement(table: Table) -> Select[Any]:
+    """The read's statement for ``table``, with the parameters ``session_id`` and ``now``."""
     query = _READ_STATEMENTS.get(table)
     if query is None:
         query = _READ_STATEMENTS[table] = select(table.c.data).where(
             table.c.id == bindparam("session_id"), table.c.expires_at > bindparam("now")
         )
-    row = conn.execute(query, {"session_id": session_id, "now": now}).first()
+    return query
+
+
+def read(conn: Connection, table: Table, session_id: str, now: float) -> bytes | None:
+    row = conn.execute(read_statement(table), {"session_id": session_id, "now": now}).first()
     # Some drivers return memoryview for binary columns.
+    return None if row is None else bytes(row[0])
+
+
+async def read_async(engine: AsyncEngine, table: Table, session_id: str, now: float) -> bytes | None:
+    """``read`` on an ``AsyncEngine``, awaited directly (no ``run_sync`` for the one statement)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(read_statement(table), {"session_id": session_id, "now": now})
+        row = result.first()
     return None if row is None else bytes(row[0])
 
 

@@ -267,6 +267,19 @@ class SQLAlchemyBackend(SessionBackend):
         return {"id": session_id, "data": data, "expires_at": expires_at}
 
     async def read(self, session_id: str) -> bytes | None:
+        if self._async_engine is not None:  # one statement: awaited, not through run_sync
+            if self.create_table_on_first_use and not self._table_ready:
+                await self.create_table()
+            data: bytes | None = await self.call(
+                "read a session",
+                self._sql.read_async,
+                self._async_engine,
+                self.table,
+                session_id,
+                self._now(),
+                redact=(session_id,),
+            )
+            return data
         return await self._execute(
             "read a session", self._sql.read, self.table, session_id, self._now(), redact=session_id
         )
