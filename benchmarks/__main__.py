@@ -337,6 +337,16 @@ def run(args: argparse.Namespace) -> int:
         results.update(asyncio.run(inprocess_phase(stores, names, plan, count=True)))
         _log("our read against the bare client call, and with hash_ids=False (median µs):")
         results["floors"] = asyncio.run(floors_phase(stores, plan))
+        _log("Python function calls per read (cProfile):")
+        from benchmarks import call_counts  # noqa: PLC0415
+        from benchmarks.floors import FLOOR_BACKENDS  # noqa: PLC0415
+
+        counted = asyncio.run(call_counts.measure(stores, FLOOR_BACKENDS, requests=50 if args.quick else 500))
+        results["call_counts"] = {name: {"read": ours, "bare": bare} for name, ours, bare, _ in counted}
+        for name, ours, bare, extra in counted:
+            _log(
+                f"  {name:24} read {ours:5.0f}  bare call {bare:5.0f}  beyond bare + memory read {extra:4.0f}"
+            )
         _log(f"store latency {LATENCY_MS} ms:")
         with (
             start_latency_proxy(redis_address(url), LATENCY_MS) as redis_proxy,

@@ -42,21 +42,26 @@ async def count(call: Callable[[], Awaitable[None]], requests: int = REQUESTS) -
     return calls / requests
 
 
-async def measure(stores: c.Stores, names: Sequence[str]) -> list[tuple[str, float, float, float]]:
-    """Return ``(backend, our read, its bare call, our read - bare call - memory read)`` per backend."""
+async def measure(
+    stores: c.Stores, names: Sequence[str], requests: int = REQUESTS
+) -> list[tuple[str, float, float, float]]:
+    """Return ``(backend, our read, its bare call, our read - bare call - memory read)`` per backend.
+
+    The first row is ``ours-cookie`` (its bare call and extra are 0).
+    """
     read = WORKLOADS[0]
     rows = []
     async with contextlib.AsyncExitStack() as stack:
         cookie = await build(stack, c.CONTENDERS["ours-cookie"], stores)
         memory = await build(stack, c.CONTENDERS["ours-memory"], stores)
-        cookie_calls = await count(cookie.caller(read))
-        memory_calls = await count(memory.caller(read))
+        cookie_calls = await count(cookie.caller(read), requests)
+        memory_calls = await count(memory.caller(read), requests)
         rows.append(("ours-cookie", cookie_calls, 0.0, 0.0))
         for name in names:
             built = memory if name == "ours-memory" else await build(stack, c.CONTENDERS[name], stores)
             bare = await bare_call(built)
-            ours = await count(built.caller(read))
-            bare_calls = await count(bare.through_bridge if bare.blocking else bare)
+            ours = await count(built.caller(read), requests)
+            bare_calls = await count(bare.through_bridge if bare.blocking else bare, requests)
             rows.append((name, ours, bare_calls, ours - bare_calls - memory_calls))
     return rows
 

@@ -220,6 +220,23 @@ def evaluate_targets(results: Results) -> list[Target]:
                 detail,
                 reference=name == "ours-redis-sync-threads",
             )
+    # (c, counted) the Python function calls our read makes beyond its store call, against our
+    # cookie read's: a count, unmoved by the machine (benchmarks/call_counts.py).
+    counts = results.get("call_counts") or {}
+    cookie_calls = (counts.get("ours-cookie") or {}).get("read")
+    for name, row in counts.items():
+        if name == "ours-cookie":
+            continue
+        extra_calls = row["read"] - row["bare"]
+        add(
+            f"{name}: Python calls (our read - bare client call) / our cookie read's",
+            _ratio(extra_calls, cookie_calls),
+            "<= 1.0",
+            lambda v: v <= 1.0,
+            f"{row['read']:.0f} - {row['bare']:.0f} = {extra_calls:.0f} calls; "
+            f"cookie read {cookie_calls:.0f}",
+            reference=name == "ours-redis-sync-threads",
+        )
     # (b) the sync client with the store 1.3 ms away: the twin must not lose to the thread bridge's
     # last published figure (PREVIOUS_SYNC_LATENCY_RPS); the bridge is checked against it too.
     for name, how in SYNC_REDIS.items():
@@ -597,7 +614,29 @@ def floor_tables(results: Results) -> list[Table]:
         "`await twin.get(key)` on the asyncio twin for ours-redis-sync, whose sync client's own call is "
         "shown beside it)"
     )
-    return [(title, header, rows)]
+    tables: list[Table] = [(title, header, rows)]
+    counts = results.get("call_counts") or {}
+    if counts:
+        cookie_calls = (counts.get("ours-cookie") or {}).get("read")
+        count_rows = [
+            [
+                name,
+                _fmt(row["read"], 0),
+                _fmt(row["bare"], 0),
+                _fmt(row["read"] - row["bare"], 0),
+                _fmt(_ratio(row["read"] - row["bare"], cookie_calls), 2),
+            ]
+            for name, row in counts.items()
+        ]
+        tables.append(
+            (
+                "Python function calls per read, counted by cProfile on the event loop thread "
+                "(benchmarks/call_counts.py; a worker thread's calls are not counted, on either side)",
+                ["contender", "our read", "its bare client call", "read - bare call", "÷ our cookie read"],
+                count_rows,
+            )
+        )
+    return tables
 
 
 def merge_tables(results: Results) -> list[Table]:
