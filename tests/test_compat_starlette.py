@@ -347,4 +347,5 @@ def test_pop_flags_like_starlette(session_class: type[dict[str, Any]]) -> None:
     present = session_class({"a": "1"})
     assert present.pop("a") == "1"
     assert present.modified  # type: ignore[attr-defined]
-    assert present.accessed  # type: ignore[attr-defined]
+    if session_class is Session:  # as Starlette 1.10 does (its 1.7 sets only ``modified`` on a pop)
+        assert present.accessed  # type: ignore[attr-defined]
