@@ -150,6 +150,14 @@ def _backend_of(app: SessionMiddleware) -> RedisBackend:
     return backend
 
 
+def _twin_app(client: redis.Redis) -> tuple[SessionMiddleware, RedisBackend]:
+    """``_auto(client)`` and its backend, which must send its commands through the twin."""
+    app = _auto(client)
+    backend = _backend_of(app)
+    assert backend.uses_twin is True
+    return app, backend
+
+
 async def _login(app: SessionMiddleware) -> str:
     """Log in through ``app``; return the Cookie header that carries the new session."""
     with anyio.fail_after(REQUEST_TIMEOUT):
@@ -404,9 +412,7 @@ async def test_db_is_kept(own_port: int, raw: redis.Redis) -> None:
     client = redis.Redis(host=HOST, port=own_port, db=5)
     try:
         db5.flushdb()
-        app = _auto(client)
-        backend = _backend_of(app)
-        assert backend.uses_twin is True
+        app, backend = _twin_app(client)
         key = await _round_trip(app)
         assert db5.keys(f"{DEFAULT_KEY_PREFIX}*") == [key.encode()]
         assert db5.ttl(key) > 0
@@ -426,9 +432,7 @@ async def test_the_right_credentials_work_through_the_twin(auth_port: int, user:
     password = PASSWORD if user is None else ALICE_PASSWORD
     client = redis.Redis(host=HOST, port=auth_port, username=user, password=password)
     try:
-        app = _auto(client)
-        backend = _backend_of(app)
-        assert backend.uses_twin is True
+        app, backend = _twin_app(client)
         await _round_trip(app)
         twin = await backend.asyncio_client()
         kwargs = twin.connection_pool.connection_kwargs
@@ -456,10 +460,9 @@ async def test_wrong_credentials_give_a_503(auth_port: int, case: str) -> None:
         # What the sync client itself does with these credentials: it fails.
         with pytest.raises(redis.exceptions.AuthenticationError):
             client.ping()
-        app = _auto(client)
-        assert _backend_of(app).uses_twin is True
+        app, backend = _twin_app(client)
         assert await _status_of_login(app) == 503
-        await _backend_of(app).aclose()
+        await backend.aclose()
     finally:
         client.close()
 
@@ -478,9 +481,7 @@ async def test_timeouts_retry_and_pool_size_are_kept(own_port: int) -> None:
         max_connections=9,
     )
     try:
-        app = _auto(client)
-        backend = _backend_of(app)
-        assert backend.uses_twin is True
+        app, backend = _twin_app(client)
         await _round_trip(app)
         twin = await backend.asyncio_client()
         pool = twin.connection_pool
@@ -510,9 +511,7 @@ async def test_a_blocking_pool_gives_a_blocking_twin_pool(own_port: int) -> None
     pool = redis.BlockingConnectionPool(host=HOST, port=own_port, max_connections=3, timeout=1.5)  # type: ignore[no-untyped-call]
     client = redis.Redis(connection_pool=pool)
     try:
-        app = _auto(client)
-        backend = _backend_of(app)
-        assert backend.uses_twin is True
+        app, backend = _twin_app(client)
         await _round_trip(app)
         twin_pool = (await backend.asyncio_client()).connection_pool
         assert type(twin_pool) is redis.asyncio.BlockingConnectionPool
@@ -528,9 +527,7 @@ async def test_a_blocking_pool_gives_a_blocking_twin_pool(own_port: int) -> None
 async def test_decode_responses_clients_round_trip(own_port: int, raw: redis.Redis) -> None:
     client = redis.Redis(host=HOST, port=own_port, decode_responses=True)
     try:
-        app = _auto(client)
-        backend = _backend_of(app)
-        assert backend.uses_twin is True
+        app, backend = _twin_app(client)
         key = await _round_trip(app)
         stored = raw.get(key)
         assert isinstance(stored, bytes)
@@ -552,9 +549,7 @@ async def test_tls_round_trips_through_an_ssl_twin(tls_port: int, tls_files: TLS
     client = redis.Redis(host=HOST, port=tls_port, ssl=True, ssl_ca_certs=str(tls_files.ca))
     try:
         assert client.ping() is True  # the sync client accepts this server
-        app = _auto(client)
-        backend = _backend_of(app)
-        assert backend.uses_twin is True
+        app, backend = _twin_app(client)
         key = await _round_trip(app)
         twin = await backend.asyncio_client()
         assert twin.connection_pool.connection_class is redis.asyncio.SSLConnection
@@ -580,10 +575,9 @@ async def test_tls_with_an_untrusted_certificate_gives_a_503(tls_port: int, othe
     try:
         with pytest.raises(redis.exceptions.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
             client.ping()  # the sync client refuses the server's certificate
-        app = _auto(client)
-        assert _backend_of(app).uses_twin is True
+        app, backend = _twin_app(client)
         assert await _status_of_login(app) == 503
-        await _backend_of(app).aclose()
+        await backend.aclose()
     finally:
         client.close()
 
