@@ -150,6 +150,16 @@ def _backend_of(app: SessionMiddleware) -> RedisBackend:
     return backend
 
 
+def _run_threads(threads: list[threading.Thread], errors: list[BaseException]) -> None:
+    """Start ``threads``, wait for them (bounded), and check that all ended without an error."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(4 * REQUEST_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+
+
 def _twin_app(client: redis.Redis) -> tuple[SessionMiddleware, RedisBackend]:
     """``_auto(client)`` and its backend, which must send its commands through the twin."""
     app = _auto(client)
@@ -678,13 +688,7 @@ def test_two_loops_in_two_threads_each_get_their_own_twin(own_client: redis.Redi
             errors.append(exc)
             barrier.abort()
 
-    threads = [threading.Thread(target=run, args=(worker,)) for worker in (1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(4 * REQUEST_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
+    _run_threads([threading.Thread(target=run, args=(worker,)) for worker in (1, 2)], errors)
     assert type(twins[1]) is redis.asyncio.Redis
     assert type(twins[2]) is redis.asyncio.Redis
     assert twins[1] is not twins[2], "each loop has its own twin"
@@ -750,13 +754,7 @@ def test_two_loops_making_their_twins_at_once_while_a_third_holds_one(own_client
             finally:
                 held.release.set()
 
-        threads = [threading.Thread(target=run_first), threading.Thread(target=run_second)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(4 * REQUEST_TIMEOUT)
-        assert not any(thread.is_alive() for thread in threads)
-        assert errors == []
+        _run_threads([threading.Thread(target=run_first), threading.Thread(target=run_second)], errors)
         assert len({id(twin) for twin in twins.values()}) == 3, "one twin per loop"
     finally:
         held.run_until_complete(backend.aclose())
