@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -551,6 +551,17 @@ class TLSFiles:
     """The server certificate's private key (unencrypted)."""
 
 
+def _key_usage(*allowed: str) -> Any:
+    """An ``x509.KeyUsage`` with the named uses on and every other use off."""
+    from cryptography import x509  # noqa: PLC0415
+
+    uses = (
+        "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+        "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+    )  # fmt: skip
+    return x509.KeyUsage(**{use: use in allowed for use in uses})
+
+
 def make_tls_files(directory: Path, *, name: str = "test") -> TLSFiles:
     """Write a new CA and a server certificate it signed for 127.0.0.1 into ``directory``.
 
@@ -589,17 +600,7 @@ def make_tls_files(directory: Path, *, name: str = "test") -> TLSFiles:
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage("digital_signature", "key_cert_sign", "crl_sign"),
             critical=True,
         )
         .add_extension(ca_ski, critical=False)
@@ -623,17 +624,7 @@ def make_tls_files(directory: Path, *, name: str = "test") -> TLSFiles:
             critical=False,
         )
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage("digital_signature", "key_agreement"),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
