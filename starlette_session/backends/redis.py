@@ -448,13 +448,13 @@ _TWIN_COPIED = frozenset(
         "client_name", "lib_name", "lib_version", "protocol", "legacy_responses", "retry_on_timeout",
         "retry_on_error", "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_include_verify_flags",
         "ssl_exclude_verify_flags", "ssl_ca_certs", "ssl_ca_data", "ssl_ca_path",
-        "ssl_check_hostname", "ssl_min_version", "ssl_ciphers", "ssl_password",
+        "ssl_check_hostname", "ssl_min_version", "ssl_ciphers", "ssl_password", "driver_info",
     }
 )  # fmt: skip
 # Made afresh by every connection pool, never set by a user: the twin's pool makes its own.
 _TWIN_POOL_OWN = frozenset(
     {"himport_registry", "maint_notifications_pool_handler", "orig_host_address", "orig_socket_timeout",
-     "orig_socket_connect_timeout", "driver_info"}
+     "orig_socket_connect_timeout"}
 )  # fmt: skip
 # The client methods the backend calls: one replaced on the instance (a spy) keeps the threads.
 _COMMANDS = ("get", "set", "delete", "expire", "eval", "execute_command")
