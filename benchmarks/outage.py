@@ -153,63 +153,48 @@ class Store:
 
 
 @contextlib.asynccontextmanager
-async def _redis_sync(port: int, dsn: str) -> AsyncIterator[SessionBackend]:
+async def _backend_around(
+    client: Any, member: str, close: Callable[[], Any]
+) -> AsyncIterator[SessionBackend]:
+    """The ``BackendType[member]`` backend around ``client``; ``close()`` (maybe awaited) at the end."""
+    from starlette_session.backends import BackendType, create_backend  # noqa: PLC0415
+
+    backend = create_backend(BackendType[member], client)
+    assert backend is not None
+    try:
+        yield backend
+    finally:
+        closed = close()
+        if isinstance(closed, Awaitable):
+            await closed
+
+
+def _redis_sync(port: int, dsn: str) -> contextlib.AbstractAsyncContextManager[SessionBackend]:
     import redis  # noqa: PLC0415
 
-    from starlette_session.backends import BackendType, create_backend  # noqa: PLC0415
-
     client = redis.Redis(host="127.0.0.1", port=port)  # redis-py's default retries and timeouts
-    backend = create_backend(BackendType.redis, client)
-    assert backend is not None
-    try:
-        yield backend
-    finally:
-        client.close()
+    return _backend_around(client, "redis", client.close)
 
 
-@contextlib.asynccontextmanager
-async def _redis_async(port: int, dsn: str) -> AsyncIterator[SessionBackend]:
+def _redis_async(port: int, dsn: str) -> contextlib.AbstractAsyncContextManager[SessionBackend]:
     import redis.asyncio  # noqa: PLC0415
 
-    from starlette_session.backends import BackendType, create_backend  # noqa: PLC0415
-
     client = redis.asyncio.Redis(host="127.0.0.1", port=port)
-    backend = create_backend(BackendType.aioRedis, client)
-    assert backend is not None
-    try:
-        yield backend
-    finally:
-        await client.aclose()
+    return _backend_around(client, "aioRedis", client.aclose)
 
 
-@contextlib.asynccontextmanager
-async def _pymemcache(port: int, dsn: str) -> AsyncIterator[SessionBackend]:
+def _pymemcache(port: int, dsn: str) -> contextlib.AbstractAsyncContextManager[SessionBackend]:
     from pymemcache.client.base import Client  # noqa: PLC0415
 
-    from starlette_session.backends import BackendType, create_backend  # noqa: PLC0415
-
     client = Client(("127.0.0.1", port))  # no timeout of its own: the middleware's bounds it
-    backend = create_backend(BackendType.memcache, client)
-    assert backend is not None
-    try:
-        yield backend
-    finally:
-        client.close()
+    return _backend_around(client, "memcache", client.close)
 
 
-@contextlib.asynccontextmanager
-async def _aiomcache(port: int, dsn: str) -> AsyncIterator[SessionBackend]:
+def _aiomcache(port: int, dsn: str) -> contextlib.AbstractAsyncContextManager[SessionBackend]:
     import aiomcache  # noqa: PLC0415
 
-    from starlette_session.backends import BackendType, create_backend  # noqa: PLC0415
-
     client = aiomcache.Client("127.0.0.1", port)
-    backend = create_backend(BackendType.aioMemcache, client)
-    assert backend is not None
-    try:
-        yield backend
-    finally:
-        await client.close()
+    return _backend_around(client, "aioMemcache", client.close)
 
 
 def _postgres(driver: str) -> Callable[[int, str], contextlib.AbstractAsyncContextManager[SessionBackend]]:

@@ -37,7 +37,7 @@ from starlette_session.exceptions import ConfigurationError
 from starlette_session.ids import new_session_id
 from starlette_session.middleware import SessionMiddleware
 from starlette_session.serializers import JSON
-from starlette_session.strategies import CookieStrategy, ServerSideStrategy
+from starlette_session.strategies import CookieStrategy, ServerSideStrategy, _parse_object
 
 __all__ = [
     "Client",
@@ -305,13 +305,7 @@ async def read_session(
         return None if public_id is None else await strategy.backend.get(public_id)
     if isinstance(strategy, CookieStrategy):
         value = strategy.jar.read(cookies)
-        payload = None if value is None else strategy.codec.decode(value)
-        if payload is None:
-            return None
-        try:
-            return JSON.loads(payload)
-        except ValueError:
-            return None
+        return _parse_object(None if value is None else strategy.codec.decode(value))
     raise ConfigurationError(  # pragma: no cover - the middleware only builds these two
         f"unknown session strategy {type(strategy).__qualname__}"
     )

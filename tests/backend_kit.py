@@ -35,6 +35,7 @@ from examples.custom_backend import DictBackend
 from starlette_session import SessionBackend, regenerate_session
 from starlette_session.backends import BackendType, create_backend
 from starlette_session.backends.base import DictBackendAdapter
+from starlette_session.backends.redis import RedisBackend
 from starlette_session.backends.sqlalchemy import SQLAlchemyBackend
 from tests import helpers
 
@@ -73,6 +74,12 @@ async def _redis(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Sessio
     backend = create_backend(BackendType.redis, client)
     assert backend is not None
     return backend, _closing(client)
+
+
+async def _redis_threads(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[SessionBackend, Any]:
+    """The sync client with each command in a worker thread, as clients without a twin run."""
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    return RedisBackend(client, asyncio_twin=False), _closing(client)
 
 
 async def _aioredis(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[SessionBackend, Any]:
@@ -149,6 +156,7 @@ FACTORIES: dict[str, Factory] = {
     "memory": _memory,
     "custom-0.4.3": _custom,
     "redis": _redis,
+    "redis-threads": _redis_threads,
     "redis-asyncio": _aioredis,
     "redis-cluster": _redis_cluster,
     "redis-cluster-asyncio": _aioredis_cluster,
