@@ -232,11 +232,22 @@ async def inprocess_phase(stores: Stores, names: Sequence[str], plan: Plan, coun
 
 
 async def floors_phase(stores: Stores, plan: Plan) -> dict[str, Any]:
-    """Our read against the bare client call of each backend (``benchmarks/floors.py``)."""
+    """Our read against the bare client call of each backend (``benchmarks/floors.py``).
+
+    The package at ``benchmarks.baseline.BASELINE_COMMIT`` is measured beside ours when this
+    clone's history has it; otherwise the phase says why and goes on without it.
+    """
+    from benchmarks import baseline  # noqa: PLC0415
     from benchmarks.floors import FLOOR_BACKENDS, floor_phase  # noqa: PLC0415
 
+    why_not = baseline.prepare()
+    if why_not is not None:
+        print(f"  no baseline: {why_not}")
+    package = None if why_not is not None else baseline.load()
     async with contextlib.AsyncExitStack() as stack:
-        return await floor_phase(stack, stores, FLOOR_BACKENDS, plan.sequential, plan.rounds)
+        return await floor_phase(
+            stack, stores, FLOOR_BACKENDS, plan.sequential, plan.rounds, baseline=package
+        )
 
 
 async def latency_phase(slow: Stores, names: Sequence[str], plan: Plan) -> dict[str, Any]:

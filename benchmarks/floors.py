@@ -1,6 +1,6 @@
 """What we add on top of each store's client: our read against the bare client's own call.
 
-For every server-side backend, in the same phase and taking turns:
+For every server-side backend, in the same phase:
 
 * **our read**: the in-process read workload (``GET /read`` with the seeded session's cookie);
 * **the bare client call**: the one store call that read makes, sent by hand on the same
@@ -14,16 +14,20 @@ For every server-side backend, in the same phase and taking turns:
   ``asyncio_twin=False``: its bare call is the sync ``client.get(key)`` through the bridge);
 * **our read with** ``hash_ids=False``: the same backend keyed by the raw id, so the cost of
   hashing ids at rest shows;
-* and, as the yardstick, our cookie read; and, per backend, the bare call followed by our
-  cookie read, timed as one: the cookie read in the conditions of a request that has just
-  waited on the store, whose code runs with caches cooled by the switch away and back
-  (``cookie_after_call_us``);
-* the event loop thread's CPU time of each of these (``thread_time_ns``), which leaves out
-  the waits themselves.
+* and, as the yardstick, our cookie read.
 
-``overhead = our read - the bare call the read actually makes`` (through the bridge for a
-blocking client); the issue's goal is ``overhead <= our cookie read``. It is also reported
-against ``cookie_after_call_us``, the same request code in the same conditions.
+Each is timed in its own loop (the loops take turns, round by round), and, the deciding
+measurement, our read, the call it makes, our cookie read and that call followed by our cookie
+read are also timed **taking turns** (``harness.time_interleaved``: one request of each per
+iteration, in a shuffled order), beside the same backend and cookie read of the package at
+``benchmarks.baseline.BASELINE_COMMIT`` when this clone's history has it. Timed in its own
+loop, a cookie read runs warm, after thousands of its own kind, while our read always runs
+after a wait on the store and the client's code; taking turns, all of them meet the same
+conditions. The event loop thread's CPU time of each (``thread_time_ns``, which leaves out
+the waits) is recorded too.
+
+``overhead = our read - the store call the read actually makes`` (through the bridge for a
+blocking client); the issue's goal is ``overhead <= our cookie read``.
 The bare calls reach into the backends' private attributes (the key they would send), on
 purpose: this module is the benchmark, not an API.
 """
@@ -31,14 +35,17 @@ purpose: this module is the benchmark, not an API.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from benchmarks import contenders as c
-from benchmarks.harness import Budget, Timing, time_sequential
+from benchmarks.baseline import BASELINE_COMMIT
+from benchmarks.harness import Budget, Timing, time_interleaved, time_sequential
 from benchmarks.suite import WORKLOADS, Built, build
 
 #: Contender name -> its factory (which takes the middleware's keywords).
@@ -54,6 +61,8 @@ _FACTORIES: dict[str, Callable[..., contextlib.AbstractAsyncContextManager[Any]]
     "ours-sqlite-async": c._ours_sqlite_async,
 }
 FLOOR_BACKENDS = tuple(_FACTORIES)
+#: The backends the baseline also has (its sync Redis client always went through threads).
+BASELINE_BACKENDS = tuple(name for name in FLOOR_BACKENDS if name != "ours-redis-sync-threads")
 RAW_SUFFIX = "+raw-ids"
 
 
@@ -184,9 +193,12 @@ class _Row:
     sync_call: Bare | None = None
     sync_on_loop: Timing | None = None
     sync_bridged: Timing | None = None
-    #: The call our read makes, then our cookie read, timed as one: the cookie read in the
-    #: conditions of a read that just waited on the store (see ``floor_phase``).
-    call_then_cookie: Timing = field(default_factory=Timing)
+    #: The same backend built with the package at ``benchmarks.baseline.BASELINE_COMMIT``.
+    baseline: Built | None = None
+    #: Taking turns (``time_interleaved``): our read, the call it makes, our cookie read, that
+    #: call followed by our cookie read (timed as one), and the baseline's read and cookie read
+    #: when there is a baseline.
+    together: list[Timing] = field(default_factory=list)
 
 
 async def floor_phase(
@@ -196,14 +208,25 @@ async def floor_phase(
     budget: Budget,
     rounds: int,
     progress: Callable[[str], None] = print,
+    baseline: ModuleType | None = None,
 ) -> dict[str, Any]:
     """Measure our read, the bare client call and the raw-id read of each backend, taking turns.
 
+    Each is timed in its own loop (the rounds take turns between them), and our read, the
+    call it makes and our cookie read are also timed taking turns request by request
+    (``time_interleaved``), with the ``baseline`` package's read and cookie read beside them
+    when one is given (``benchmarks.baseline``).
+
     Returns:
-        ``{"cookie_read_us", "hop_us", "backends": {name: {...}}}``.
+        ``{"cookie_read_us", "hop_us", "baseline", "backends": {name: {...}}}``.
     """
     read = WORKLOADS[0]
     cookie = await build(stack, c.CONTENDERS["ours-cookie"], stores)
+    base_cookie: Built | None = None
+    base_stores = dataclasses.replace(stores, workdir=stores.workdir / "baseline")
+    if baseline is not None:
+        base_stores.workdir.mkdir(parents=True, exist_ok=True)
+        base_cookie = await build(stack, _baseline_contender("ours-cookie", baseline), base_stores)
     rows: list[_Row] = []
     for name in names:
         built = await build(stack, c.CONTENDERS[name], stores)
@@ -214,6 +237,8 @@ async def floor_phase(
         row.sync_call = sync_client_call(built)
         if row.sync_call is not None:
             row.sync_on_loop, row.sync_bridged = Timing(), Timing()
+        if baseline is not None and name in BASELINE_BACKENDS:
+            row.baseline = await build(stack, _baseline_contender(name, baseline), base_stores)
         rows.append(row)
     cookie_read, hop = Timing(), Timing()
     for _ in range(rounds):
@@ -228,15 +253,31 @@ async def floor_phase(
                 row.sync_on_loop.add(await time_sequential(row.sync_call, budget))
                 row.sync_bridged.add(await time_sequential(row.sync_call.through_bridge, budget))
             row.raw_read.add(await time_sequential(row.raw.caller(read), budget))
-            row.call_then_cookie.add(
-                await time_sequential(_then(row.bare_call, cookie.caller(read)), budget, cpu=True)
+            store_call: Callable[[], Awaitable[None]] = (
+                row.bare_call.through_bridge if row.bare_call.blocking else row.bare_call
             )
+            calls: list[Callable[[], Awaitable[None]]] = [
+                row.built.caller(read),
+                store_call,
+                cookie.caller(read),
+                _then(store_call, cookie.caller(read)),
+            ]
+            if row.baseline is not None and base_cookie is not None:
+                calls += [row.baseline.caller(read), base_cookie.caller(read)]
+            timings = await time_interleaved(calls, budget, cpu=True)
+            if not row.together:
+                row.together = [Timing() for _ in timings]
+            for total, timing in zip(row.together, timings, strict=True):
+                total.add(timing)
     backends: dict[str, Any] = {}
     for row in rows:
         ours, bare, raw_ids = row.read.median_us, row.bare.median_us, row.raw_read.median_us
         bridged = row.bridged.median_us if row.bridged.samples_ns else None
         sync_loop = row.sync_on_loop.median_us if row.sync_on_loop is not None else None
         sync_bridged = row.sync_bridged.median_us if row.sync_bridged is not None else None
+        call_cpu = (row.bridged if bridged is not None else row.bare).cpu_median_us
+        read_cpu = row.read.cpu_median_us
+        together = _together(row.together)
         backends[row.built.name] = {
             "bare_call": row.bare_call.label,
             "bare_us": round(bare, 2),
@@ -252,23 +293,13 @@ async def floor_phase(
             "sync_client_us": None if sync_loop is None else round(sync_loop, 2),
             "sync_client_bridged_us": None if sync_bridged is None else round(sync_bridged, 2),
             # The event loop thread's CPU time (no waiting on the store or a worker thread).
-            "read_cpu_us": _round(row.read.cpu_median_us),
-            "call_cpu_us": _round((row.bridged if bridged is not None else row.bare).cpu_median_us),
+            "read_cpu_us": _round(read_cpu),
+            "call_cpu_us": _round(call_cpu),
+            "overhead_cpu_us": None
+            if read_cpu is None or call_cpu is None
+            else round(read_cpu - call_cpu, 2),
+            "together": together,
         }
-        # The cookie read right after the call our read makes: what the same request code costs
-        # once the loop has just woken from a wait on the store (caches cooled by the switch).
-        call_us = bare if bridged is None else bridged
-        cold = row.call_then_cookie.median_us - call_us
-        backends[row.built.name]["cookie_after_call_us"] = round(cold, 2)
-        cold_cpu = row.call_then_cookie.cpu_median_us
-        call_cpu_now = backends[row.built.name]["call_cpu_us"]
-        backends[row.built.name]["cookie_after_call_cpu_us"] = (
-            None if cold_cpu is None or call_cpu_now is None else round(cold_cpu - call_cpu_now, 2)
-        )
-        read_cpu, call_cpu = row.read.cpu_median_us, backends[row.built.name]["call_cpu_us"]
-        backends[row.built.name]["overhead_cpu_us"] = (
-            None if read_cpu is None or call_cpu is None else round(read_cpu - call_cpu, 2)
-        )
         progress(
             f"  {row.built.name:23} read {ours:7.1f}  bare {bare:7.1f}"
             + ("" if bridged is None else f" (through the bridge {bridged:7.1f})")
@@ -277,26 +308,72 @@ async def floor_phase(
                 if sync_loop is None or sync_bridged is None
                 else f" (sync client.get {sync_loop:7.1f}, through the bridge {sync_bridged:7.1f})"
             )
-            + f"  raw ids {raw_ids:7.1f} µs"
+            + f"  raw ids {raw_ids:7.1f} µs; taking turns: overhead {together['overhead_us']}"
+            + f" / cookie read {together['cookie_read_us']}"
+            + (
+                ""
+                if together["baseline_overhead_us"] is None
+                else f"; at {BASELINE_COMMIT}: {together['baseline_overhead_us']}"
+                f" / {together['baseline_cookie_read_us']}"
+            )
         )
     progress(f"  ours-cookie read {cookie_read.median_us:.1f} µs; bridge hop {hop.median_us:.1f} µs")
     return {
         "cookie_read_us": round(cookie_read.median_us, 2),
         "cookie_read_cpu_us": _round(cookie_read.cpu_median_us),
         "hop_us": round(hop.median_us, 2),
+        "baseline": None if baseline is None else BASELINE_COMMIT,
         "backends": backends,
     }
 
 
-def _then(first: Bare, second: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-    """One timed unit: the call our read makes (through the bridge for a blocking client), then ``second``."""
-    call = first.through_bridge if first.blocking else first
+def _then(
+    first: Callable[[], Awaitable[None]], second: Callable[[], Awaitable[None]]
+) -> Callable[[], Awaitable[None]]:
+    """One timed unit: ``first`` then ``second`` (the store call, then a cookie read right after it)."""
 
     async def both() -> None:
-        await call()
+        await first()
         await second()
 
     return both
+
+
+def _baseline_contender(name: str, package: ModuleType) -> c.Contender:
+    factory = c._ours_cookie if name == "ours-cookie" else _FACTORIES[name]
+    return c.Contender(f"{name}@{BASELINE_COMMIT}", "ours", None, functools.partial(factory, package=package))
+
+
+def _together(timings: list[Timing]) -> dict[str, float | None]:
+    """The medians of the turn-taking measurement, and the overheads taken from them."""
+    medians = [t.median_us for t in timings]
+    cpus = [t.cpu_median_us for t in timings]
+    read, call, cookie, call_then_cookie = medians[:4]
+    out: dict[str, float | None] = {
+        "read_us": round(read, 2),
+        "call_us": round(call, 2),
+        "cookie_read_us": round(cookie, 2),
+        "overhead_us": round(read - call, 2),
+        # Our cookie read right after the store call: the request code in the conditions of
+        # one that has just waited on the store, as the part of our read after its call is.
+        "cookie_after_call_us": round(call_then_cookie - call, 2),
+        "read_cpu_us": _round(cpus[0]),
+        "call_cpu_us": _round(cpus[1]),
+        "cookie_read_cpu_us": _round(cpus[2]),
+        "overhead_cpu_us": _difference(cpus[0], cpus[1]),
+        "baseline_read_us": None,
+        "baseline_cookie_read_us": None,
+        "baseline_overhead_us": None,
+    }
+    if len(medians) == 6:
+        out["baseline_read_us"] = round(medians[4], 2)
+        out["baseline_cookie_read_us"] = round(medians[5], 2)
+        out["baseline_overhead_us"] = round(medians[4] - call, 2)
+    return out
+
+
+def _difference(first: float | None, second: float | None) -> float | None:
+    return None if first is None or second is None else round(first - second, 2)
 
 
 def _round(value: float | None) -> float | None:

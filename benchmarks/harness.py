@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import statistics
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,6 +196,53 @@ async def time_sequential(
         if end > deadline and i + 1 >= budget.min_iterations:
             break
     return Timing(samples, cpu_samples)
+
+
+async def time_interleaved(
+    calls: Sequence[Callable[[], Awaitable[None]]], budget: Budget, *, cpu: bool = False
+) -> list[Timing]:
+    """Time ``calls`` taking turns: each iteration sends one request of each, in a shuffled order.
+
+    Timed each in its own loop, a call runs after thousands of its own kind, with the caches
+    and branch predictors trained on it; a request of a server does not. Taking turns, every
+    call runs after the others (and after their waits on a store), so each meets the same
+    conditions and the same slow spells of the machine, and their differences are fair. The
+    order is shuffled anew each iteration (with a fixed seed), so that each call follows each
+    other equally often: what ran just before a call decides how cold it finds the caches.
+
+    Args:
+        calls: the calls to time; ``budget.iterations`` and ``min_iterations`` count rounds of all.
+        budget: warm-up, iteration and time limits.
+        cpu: also record the event loop thread's CPU time of each call (see ``time_sequential``).
+
+    Returns:
+        One ``Timing`` per call, in the order of ``calls``.
+    """
+    for _ in range(budget.warmup):
+        for call in calls:
+            await call()
+    gc.collect()
+    timings = [Timing() for _ in calls]
+    clock = time.perf_counter_ns
+    cpu_clock = time.thread_time_ns
+    order = list(range(len(calls)))
+    shuffle = random.Random(0).shuffle
+    deadline = clock() + int(budget.seconds * 1e9)
+    for i in range(budget.iterations):
+        shuffle(order)
+        for index in order:
+            call, timing = calls[index], timings[index]
+            start = clock()
+            if cpu:
+                cpu_start = cpu_clock()
+                await call()
+                timing.cpu_samples_ns.append(cpu_clock() - cpu_start)
+            else:
+                await call()
+            timing.samples_ns.append(clock() - start)
+        if clock() > deadline and i + 1 >= budget.min_iterations:
+            break
+    return timings
 
 
 @dataclass

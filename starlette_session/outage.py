@@ -99,7 +99,31 @@ class StoreGuard:
             if self.timeout is None:
                 result = await func(*args)
             elif _HAS_UNCANCEL and (task := _current_task()) is not None:
-                result = await self._watched(task, func, args)
+                # The watchdog's bookkeeping, inlined (no frame of its own to resume through):
+                # this runs on every store call. A cancellation by the loop's watchdog alone
+                # (our token expired and no other was pending) becomes a TimeoutError.
+                loop = task.get_loop()
+                watchdog = self._watchdog
+                if watchdog is None or watchdog.loop is not loop:
+                    watchdog = self._watchdog = _Watchdog(loop, self.timeout)
+                token = (loop.time() + watchdog.timeout, task, task.cancelling())  # type: ignore[attr-defined, unused-ignore]
+                calls, expired = watchdog.calls, watchdog.expired
+                calls[token] = None
+                if watchdog.timer is None:
+                    watchdog.arm(token[0])
+                try:
+                    result = await func(*args)
+                except asyncio.CancelledError:
+                    if token in expired and task.uncancel() <= token[2]:  # type: ignore[attr-defined, unused-ignore]  # 3.11+
+                        raise TimeoutError from None
+                    raise
+                else:
+                    if token in expired:  # the call finished anyway: take our cancellation back
+                        task.uncancel()  # type: ignore[attr-defined, unused-ignore]  # 3.11+
+                finally:
+                    del calls[token]
+                    if expired:
+                        expired.discard(token)
             else:  # trio, or Python 3.10 (no Task.uncancel to tell our cancellation from others')
                 with anyio.fail_after(self.timeout):
                     result = await func(*args)
@@ -126,35 +150,6 @@ class StoreGuard:
         if self.observer is not None:
             self._observe(operation, started, None)
         self._failures = 0
-        return result
-
-    async def _watched(
-        self, task: asyncio.Task[Any], func: Callable[..., Awaitable[T]], args: tuple[Any, ...]
-    ) -> T:
-        """Await ``func(*args)``, cancelled by the loop's watchdog past ``timeout``: ``TimeoutError``."""
-        loop = task.get_loop()
-        watchdog = self._watchdog
-        if watchdog is None or watchdog.loop is not loop:
-            watchdog = self._watchdog = _Watchdog(loop, self.timeout or 0.0)
-        # The watchdog's bookkeeping, inlined: this runs on every store call.
-        token = (loop.time() + watchdog.timeout, task, task.cancelling())  # type: ignore[attr-defined, unused-ignore]
-        calls, expired = watchdog.calls, watchdog.expired
-        calls[token] = None
-        if watchdog.timer is None:
-            watchdog.arm(token[0])
-        try:
-            result = await func(*args)
-        except asyncio.CancelledError:
-            if token in expired and task.uncancel() <= token[2]:  # type: ignore[attr-defined, unused-ignore]  # 3.11+
-                raise TimeoutError from None  # cancelled by the watchdog alone
-            raise
-        else:
-            if token in expired:  # the call finished anyway: take our cancellation back
-                task.uncancel()  # type: ignore[attr-defined, unused-ignore]  # 3.11+
-        finally:
-            del calls[token]
-            if expired:
-                expired.discard(token)
         return result
 
     def _observe(self, operation: str, started: float, error: BackendError | None) -> None:
@@ -220,7 +215,7 @@ class _Watchdog:
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop = loop
         self.timeout = timeout
-        #: The calls in flight, oldest first (``StoreGuard._watched`` adds and removes them).
+        #: The calls in flight, oldest first (``StoreGuard.run`` adds and removes them).
         self.calls: dict[_Token, None] = {}
         #: Those the watchdog cancelled.
         self.expired: set[_Token] = set()

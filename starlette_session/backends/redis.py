@@ -36,7 +36,7 @@ import asyncio
 import inspect
 import types
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from starlette_session.backends.base import DEFAULT_KEY_PREFIX, SessionBackend
@@ -229,9 +229,13 @@ class _RedisBase(SessionBackend):
                 self._encoding = "utf-8"
         return value.encode(self._encoding)
 
-    async def _command(self, operation: str, method: str, key: str, *args: Any, **kwargs: Any) -> Any:
-        """Send one command: ``method`` is the client method's name (``"get"``, ``"set"``...)."""
-        return await self.call(operation, getattr(self._client, method), key, *args, redact=(key,), **kwargs)
+    def _command(self, operation: str, method: str, key: str, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        """Send one command: ``method`` is the client method's name (``"get"``, ``"set"``...).
+
+        Returns ``call``'s coroutine rather than awaiting it, so that a command's await chain
+        has no frame of this method to pass through each time the client's call resumes.
+        """
+        return self.call(operation, getattr(self._client, method), key, *args, redact=(key,), **kwargs)
 
     async def read(self, session_id: str) -> bytes | None:
         key = self._key(session_id)
@@ -352,7 +356,7 @@ class RedisBackend(_RedisBase):
         # The loop and twin of the last command, read and written as one tuple (threads may race).
         self._last: tuple[asyncio.AbstractEventLoop | None, Any] = (None, None)
 
-    async def _command(self, operation: str, method: str, key: str, *args: Any, **kwargs: Any) -> Any:
+    def _command(self, operation: str, method: str, key: str, *args: Any, **kwargs: Any) -> Awaitable[Any]:
         if self.uses_twin:
             try:
                 loop = asyncio.get_running_loop()
@@ -361,10 +365,24 @@ class RedisBackend(_RedisBase):
             else:
                 last_loop, client = self._last
                 if last_loop is not loop:
-                    client = await self._twin_of(loop)
+                    return self._first_twin_command(loop, operation, method, key, *args, **kwargs)
                 func = getattr(client, method)
-                return await self.call(operation, func, key, *args, redact=(key,), in_thread=False, **kwargs)
-        return await super()._command(operation, method, key, *args, **kwargs)
+                return self.call(operation, func, key, *args, redact=(key,), in_thread=False, **kwargs)
+        return super()._command(operation, method, key, *args, **kwargs)
+
+    async def _first_twin_command(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        operation: str,
+        method: str,
+        key: str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """The first command on ``loop`` since its twin was last used: find or make the twin first."""
+        client = await self._twin_of(loop)
+        func = getattr(client, method)
+        return await self.call(operation, func, key, *args, redact=(key,), in_thread=False, **kwargs)
 
     async def asyncio_client(self) -> Any:
         """Return the running event loop's twin, a ``redis.asyncio.Redis``, making it if needed.
