@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from json.decoder import JSONDecoder
 from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from json.scanner import make_scanner
 from typing import Any, Protocol
 
 _DEFAULT_ENCODER = JSONEncoder()
+# What json.loads ends in: the scanner of the default decoder (C in CPython).
+_SCAN: Callable[[str, int], tuple[Any, int]] = make_scanner(JSONDecoder())  # type: ignore[arg-type]  # typeshed
 
 
 class Serializer(Protocol):
@@ -34,9 +39,21 @@ class JSONSerializer:
 
     def loads(self, data: bytes) -> dict[str, Any]:
         try:
-            value = json.loads(data)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            # The UTF-8 JSON we write, scanned directly: json.loads(bytes) would first run three
+            # Python-level steps (encoding detection, decode, the decoder's checks).
+            text = data.decode("utf-8")
+            value, end = _SCAN(text, 0)
+            if end != len(text):
+                raise ValueError("trailing data")
         except RecursionError:  # nested too deep for the parser: hostile, never ours
             raise ValueError("session data is nested too deeply") from None
+        except (ValueError, StopIteration):
+            # Not the shape we write (whitespace, a BOM, UTF-16, junk): json.loads decides,
+            # with its own error (JSONDecodeError and UnicodeDecodeError are ValueErrors).
+            try:
+                value = json.loads(data)
+            except RecursionError:
+                raise ValueError("session data is nested too deeply") from None
         if not isinstance(value, dict):
             raise ValueError(f"session data must be a JSON object, not {type(value).__name__}")
         return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 from base64 import b64encode
 
@@ -10,6 +12,7 @@ import pytest
 from itsdangerous.encoding import base64_decode
 
 from starlette_session._bridge import run_sync
+from starlette_session.serializers import JSON
 from starlette_session.session import Session
 from starlette_session.signing import SignedCodec
 
@@ -94,3 +97,43 @@ def test_only_the_canonical_signature_spelling_is_accepted() -> None:
     assert base64_decode(twin.rsplit(".", 1)[1]) == base64_decode(value.rsplit(".", 1)[1])
     assert codec.decode(twin) is None
     assert codec.decode(value) == b"{}"
+
+
+JSON_INPUTS = [
+    b'{"user": 1, "roles": ["a", "b"], "name": "\\u00e9"}',
+    '{"caf\u00e9": "\u2603"}'.encode(),
+    b' {"a": 1}\n',  # whitespace around: json.loads accepts it
+    b'\xef\xbb\xbf{"a": 1}',  # a UTF-8 BOM: json.loads(bytes) accepts it
+    '{"a": 1}'.encode("utf-16"),  # json.loads(bytes) detects UTF-16
+    b'{"a": NaN}',
+    b'{"a": 1}x',
+    b'{"a": 1} {"b": 2}',
+    b"[1, 2]",
+    b'"text"',
+    b"",
+    b"\xff\xfe\xfd",
+    b"nul",
+    b'{"a": "\xff"}',
+]
+
+
+@pytest.mark.parametrize("data", JSON_INPUTS)
+def test_json_loads_accepts_and_refuses_what_json_loads_does(data: bytes) -> None:
+    expected: object = ValueError
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        pass
+    else:
+        expected = parsed if isinstance(parsed, dict) else ValueError
+    got: object = ValueError
+    with contextlib.suppress(ValueError):
+        got = JSON.loads(data)
+    # NaN != NaN: compare the text of the results.
+    assert repr(got) == repr(expected)
+
+
+@pytest.mark.parametrize("data", [b"[" * 100_000, b'{"a": ' * 100_000])
+def test_json_loads_refuses_deep_nesting_with_value_error(data: bytes) -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        JSON.loads(data)
