@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from asyncio import current_task, get_running_loop
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
@@ -95,18 +96,25 @@ class StoreGuard:
         """
         probe = self._admit(operation) if self.threshold and self._failures >= self.threshold else False
         started = 0.0 if self.observer is None else time.perf_counter()
+        task: asyncio.Task[Any] | None = None
+        if self.timeout is not None and _HAS_UNCANCEL:
+            try:
+                loop = get_running_loop()
+            except RuntimeError:  # not asyncio (trio): anyio's cancel scope below
+                pass
+            else:
+                task = current_task(loop)
         try:
             if self.timeout is None:
                 result = await func(*args)
-            elif _HAS_UNCANCEL and (task := _current_task()) is not None:
+            elif task is not None:
                 # The watchdog's bookkeeping, inlined (no frame of its own to resume through):
                 # this runs on every store call. A cancellation by the loop's watchdog alone
                 # (our token expired and no other was pending) becomes a TimeoutError.
-                loop = task.get_loop()
                 watchdog = self._watchdog
                 if watchdog is None or watchdog.loop is not loop:
                     watchdog = self._watchdog = _Watchdog(loop, self.timeout)
-                token = (loop.time() + watchdog.timeout, task, task.cancelling())  # type: ignore[attr-defined, unused-ignore]
+                token = (watchdog.clock() + watchdog.timeout, task, task.cancelling())  # type: ignore[attr-defined, unused-ignore]
                 calls, expired = watchdog.calls, watchdog.expired
                 calls[token] = None
                 if watchdog.timer is None:
@@ -118,7 +126,7 @@ class StoreGuard:
                         raise TimeoutError from None
                     raise
                 else:
-                    if token in expired:  # the call finished anyway: take our cancellation back
+                    if expired and token in expired:  # finished anyway: take our cancellation back
                         task.uncancel()  # type: ignore[attr-defined, unused-ignore]  # 3.11+
                 finally:
                     del calls[token]
@@ -191,13 +199,6 @@ _Token: TypeAlias = tuple[float, "asyncio.Task[Any]", int]
 _HAS_UNCANCEL = hasattr(asyncio.Task, "uncancel")  # 3.11+
 
 
-def _current_task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # no running asyncio loop (trio)
-        return None
-
-
 class _Watchdog:
     """The store calls in flight on one event loop, and one timer that cancels those overdue.
 
@@ -215,6 +216,11 @@ class _Watchdog:
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop = loop
         self.timeout = timeout
+        #: The loop's clock: ``time.monotonic`` itself when the loop's ``time()`` is asyncio's
+        #: own (one Python call less per store call), else ``loop.time`` (uvloop, subclasses).
+        self.clock: Callable[[], float] = (
+            time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        )
         #: The calls in flight, oldest first (``StoreGuard.run`` adds and removes them).
         self.calls: dict[_Token, None] = {}
         #: Those the watchdog cancelled.
@@ -226,7 +232,7 @@ class _Watchdog:
 
     def _fire(self) -> None:
         self.timer = None
-        now = self.loop.time() + self._SLACK
+        now = self.clock() + self._SLACK
         for token in self.calls:
             deadline, task, _ = token
             if deadline > now:
