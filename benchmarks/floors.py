@@ -17,9 +17,10 @@ For every server-side backend, in the same phase:
 * and, as the yardstick, our cookie read.
 
 Each is timed in its own loop (the loops take turns, round by round), and, the deciding
-measurement, our read, the call it makes, our cookie read and that call followed by our cookie
-read are also timed **taking turns** (``harness.time_interleaved``: one request of each per
-iteration, in a shuffled order), beside the same backend and cookie read of the package at
+measurement, our read, the call it makes, our cookie read, and that call followed by our
+cookie read and by our memory read (the whole read but for its store path) are also timed
+**taking turns** (``harness.time_interleaved``: one request of each per iteration, in a
+shuffled order), beside the same backend and cookie read of the package at
 ``benchmarks.baseline.BASELINE_COMMIT`` when this clone's history has it. Timed in its own
 loop, a cookie read runs warm, after thousands of its own kind, while our read always runs
 after a wait on the store and the client's code; taking turns, all of them meet the same
@@ -196,8 +197,8 @@ class _Row:
     #: The same backend built with the package at ``benchmarks.baseline.BASELINE_COMMIT``.
     baseline: Built | None = None
     #: Taking turns (``time_interleaved``): our read, the call it makes, our cookie read, that
-    #: call followed by our cookie read (timed as one), and the baseline's read and cookie read
-    #: when there is a baseline.
+    #: call followed by our cookie read and by our memory read (each timed as one), and the
+    #: baseline's read and cookie read when there is a baseline.
     together: list[Timing] = field(default_factory=list)
 
 
@@ -222,6 +223,9 @@ async def floor_phase(
     """
     read = WORKLOADS[0]
     cookie = await build(stack, c.CONTENDERS["ours-cookie"], stores)
+    # Our memory read right after each store's call: the request code of a server-side read
+    # with a store path that costs nothing (a dict lookup), where the real read's code runs.
+    memory = await build(stack, c.CONTENDERS["ours-memory"], stores)
     base_cookie: Built | None = None
     base_stores = dataclasses.replace(stores, workdir=stores.workdir / "baseline")
     if baseline is not None:
@@ -261,6 +265,7 @@ async def floor_phase(
                 store_call,
                 cookie.caller(read),
                 _then(store_call, cookie.caller(read)),
+                _then(store_call, memory.caller(read)),
             ]
             if row.baseline is not None and base_cookie is not None:
                 calls += [row.baseline.caller(read), base_cookie.caller(read)]
@@ -348,7 +353,7 @@ def _together(timings: list[Timing]) -> dict[str, float | None]:
     """The medians of the turn-taking measurement, and the overheads taken from them."""
     medians = [t.median_us for t in timings]
     cpus = [t.cpu_median_us for t in timings]
-    read, call, cookie, call_then_cookie = medians[:4]
+    read, call, cookie, call_then_cookie, call_then_memory = medians[:5]
     out: dict[str, float | None] = {
         "read_us": round(read, 2),
         "call_us": round(call, 2),
@@ -357,6 +362,8 @@ def _together(timings: list[Timing]) -> dict[str, float | None]:
         # Our cookie read right after the store call: the request code in the conditions of
         # one that has just waited on the store, as the part of our read after its call is.
         "cookie_after_call_us": round(call_then_cookie - call, 2),
+        # Our memory read right after the store call: the whole read but for its store path.
+        "memory_after_call_us": round(call_then_memory - call, 2),
         "read_cpu_us": _round(cpus[0]),
         "call_cpu_us": _round(cpus[1]),
         "cookie_read_cpu_us": _round(cpus[2]),
@@ -365,10 +372,10 @@ def _together(timings: list[Timing]) -> dict[str, float | None]:
         "baseline_cookie_read_us": None,
         "baseline_overhead_us": None,
     }
-    if len(medians) == 6:
-        out["baseline_read_us"] = round(medians[4], 2)
-        out["baseline_cookie_read_us"] = round(medians[5], 2)
-        out["baseline_overhead_us"] = round(medians[4] - call, 2)
+    if len(medians) == 7:
+        out["baseline_read_us"] = round(medians[5], 2)
+        out["baseline_cookie_read_us"] = round(medians[6], 2)
+        out["baseline_overhead_us"] = round(medians[5] - call, 2)
     return out
 
 

@@ -192,6 +192,7 @@ def evaluate_targets(results: Results) -> list[Target]:
         if together:
             overhead, cookie = together["overhead_us"], together["cookie_read_us"]
             after, then = together.get("cookie_after_call_us"), together.get("baseline_overhead_us")
+            floor = together.get("memory_after_call_us")
             lines = [
                 (
                     "(our read - its store call) / our cookie read, taking turns",
@@ -204,6 +205,13 @@ def evaluate_targets(results: Results) -> list[Target]:
                     "(our read - its store call) / our cookie read right after that call, taking turns",
                     _ratio(overhead, after),
                     f"overhead {_us(overhead)}; `{call}` then the cookie read, less the call: {_us(after)}",
+                    True,
+                ),
+                (
+                    "our memory read right after that call (a store path that costs nothing) / our cookie "
+                    "read, taking turns",
+                    _ratio(floor, cookie),
+                    f"`{call}` then the memory read, less the call: {_us(floor)}; cookie read {_us(cookie)}",
                     True,
                 ),
             ]
@@ -575,6 +583,7 @@ def floor_tables(results: Results) -> list[Table]:
         if together:
             overhead, turn_cookie = together["overhead_us"], together["cookie_read_us"]
             after, then = together.get("cookie_after_call_us"), together.get("baseline_overhead_us")
+            floor = together.get("memory_after_call_us")
             turns_rows.append(
                 [
                     name,
@@ -586,6 +595,9 @@ def floor_tables(results: Results) -> list[Table]:
                     _fmt(_ratio(overhead, turn_cookie), 2),
                     _fmt(after),
                     _fmt(_ratio(overhead, after), 2),
+                    _fmt(floor),
+                    _fmt(_ratio(floor, turn_cookie), 2),
+                    _fmt(_ratio(overhead, floor), 2),
                     _fmt(together.get("overhead_cpu_us")),
                     _fmt(together.get("cookie_read_cpu_us")),
                     _fmt(together.get("baseline_read_us")),
@@ -626,6 +638,9 @@ def floor_tables(results: Results) -> list[Table]:
         "overhead ÷ cookie read",
         "cookie read right after the call µs",
         "overhead ÷ that",
+        "memory read right after the call µs",
+        "that ÷ cookie read",
+        "overhead ÷ that",
         "loop CPU µs: our read - the call",
         "loop CPU µs: our cookie read",
         f"read at {at} µs",
@@ -635,7 +650,8 @@ def floor_tables(results: Results) -> list[Table]:
     ]
     turns_title = (
         "Server-side overhead, taking turns: our read, the store call it makes (through the thread bridge "
-        "for a blocking client), our cookie read, that call followed by our cookie read, and the same "
+        "for a blocking client), our cookie read, that call followed by our cookie read and by our memory "
+        "read (the whole read but for its store path), and the same "
         f"backend and cookie read of the package at {at} (benchmarks/baseline.py), one request of each "
         "per iteration in a shuffled order (median µs)"
     )
