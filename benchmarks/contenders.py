@@ -203,41 +203,32 @@ async def _starlette(stores: Stores) -> AsyncIterator[ASGIApp]:
     yield build_app([Middleware(SessionMiddleware, secret_key=SECRET_KEY, max_age=MAX_AGE)])
 
 
-def _package(options: dict[str, Any]) -> Any:
-    """Pop the ``package`` option: the package to build with (``benchmarks.baseline``'s, or ours)."""
-    package = options.pop("package", None)
-    return package if package is not None else importlib.import_module("starlette_session")
-
-
 def _ours(package: Any = None, **options: Any) -> Starlette:
+    """Our middleware with ``options``; ``package`` is the package to take it from (ours by
+    default, ``benchmarks.baseline``'s for the baseline). Backend types are given by their
+    names (``backend_type="redis"``), which every version of the package accepts."""
     middleware = (package or importlib.import_module("starlette_session")).SessionMiddleware
     return build_app([Middleware(middleware, secret_key=SECRET_KEY, max_age=MAX_AGE, **options)])
 
 
 @contextlib.asynccontextmanager
 async def _ours_cookie(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
-    yield _ours(_package(options), **options)
+    yield _ours(**options)
 
 
 @contextlib.asynccontextmanager
 async def _ours_memory(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
-    package = _package(options)
-    BackendType = package.BackendType  # noqa: N806
-
     # Room for every session the "new" workload creates: eviction is not what is measured.
-    yield _ours(package, backend_type=BackendType.memory, backend_client=1_000_000, **options)
+    yield _ours(backend_type="memory", backend_client=1_000_000, **options)
 
 
 @contextlib.asynccontextmanager
 async def _ours_redis_sync(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     import redis  # noqa: PLC0415
 
-    package = _package(options)
-    BackendType = package.BackendType  # noqa: N806
-
     client = redis.Redis.from_url(stores.need_redis())
     try:
-        yield _ours(package, backend_type=BackendType.redis, backend_client=client, **options)
+        yield _ours(backend_type="redis", backend_client=client, **options)
     finally:
         client.close()
 
@@ -260,12 +251,9 @@ async def _ours_redis_sync_threads(stores: Stores, **options: Any) -> AsyncItera
 async def _ours_redis_async(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     import redis.asyncio  # noqa: PLC0415
 
-    package = _package(options)
-    BackendType = package.BackendType  # noqa: N806
-
     client = redis.asyncio.Redis.from_url(stores.need_redis())
     try:
-        yield _ours(package, backend_type=BackendType.aioRedis, backend_client=client, **options)
+        yield _ours(backend_type="aioRedis", backend_client=client, **options)
     finally:
         await client.aclose()
 
@@ -274,13 +262,10 @@ async def _ours_redis_async(stores: Stores, **options: Any) -> AsyncIterator[ASG
 async def _ours_memcache(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     from pymemcache.client.base import Client  # noqa: PLC0415
 
-    package = _package(options)
-    BackendType = package.BackendType  # noqa: N806
-
     # pymemcache's defaults, as a 0.4.3 user would pass it (Nagle on, one socket).
     client = Client(stores.need_memcached())
     try:
-        yield _ours(package, backend_type=BackendType.memcache, backend_client=client, **options)
+        yield _ours(backend_type="memcache", backend_client=client, **options)
     finally:
         client.close()
 
@@ -300,13 +285,10 @@ async def _ours_memcache_pooled(stores: Stores) -> AsyncIterator[ASGIApp]:
 async def _ours_aiomemcache(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     import aiomcache  # noqa: PLC0415
 
-    package = _package(options)
-    BackendType = package.BackendType  # noqa: N806
-
     host, port = stores.need_memcached()
     client = aiomcache.Client(host, port)
     try:
-        yield _ours(package, backend_type=BackendType.aioMemcache, backend_client=client, **options)
+        yield _ours(backend_type="aioMemcache", backend_client=client, **options)
     finally:
         await client.close()
 
@@ -315,36 +297,28 @@ async def _ours_aiomemcache(stores: Stores, **options: Any) -> AsyncIterator[ASG
 async def _ours_aiomemcache_pool64(stores: Stores) -> AsyncIterator[ASGIApp]:
     import aiomcache  # noqa: PLC0415
 
-    from starlette_session import BackendType  # noqa: PLC0415
-
     host, port = stores.need_memcached()
     # aiomcache keeps at most pool_size (default 2) connections: 2 commands in flight at a time.
     client = aiomcache.Client(host, port, pool_size=64)
     try:
-        yield _ours(backend_type=BackendType.aioMemcache, backend_client=client)
+        yield _ours(backend_type="aioMemcache", backend_client=client)
     finally:
         await client.close()
 
 
 @contextlib.asynccontextmanager
 async def _ours_file(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
-    package = _package(options)
-    BackendType = package.BackendType  # noqa: N806
-
     directory = stores.workdir / "file-sessions"
-    yield _ours(package, backend_type=BackendType.file, backend_client=str(directory), **options)
+    yield _ours(backend_type="file", backend_client=str(directory), **options)
 
 
 @contextlib.asynccontextmanager
 async def _ours_sqlite_sync(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     import sqlalchemy  # noqa: PLC0415
 
-    package = _package(options)
-    BackendType = package.BackendType  # noqa: N806
-
     engine = sqlalchemy.create_engine(f"sqlite:///{stores.workdir / 'sessions-sync.sqlite3'}")
     try:
-        yield _ours(package, backend_type=BackendType.sqlalchemy, backend_client=engine, **options)
+        yield _ours(backend_type="sqlalchemy", backend_client=engine, **options)
     finally:
         engine.dispose()
 
@@ -353,12 +327,9 @@ async def _ours_sqlite_sync(stores: Stores, **options: Any) -> AsyncIterator[ASG
 async def _ours_sqlite_async(stores: Stores, **options: Any) -> AsyncIterator[ASGIApp]:
     from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
 
-    package = _package(options)
-    BackendType = package.BackendType  # noqa: N806
-
     engine = create_async_engine(f"sqlite+aiosqlite:///{stores.workdir / 'sessions-async.sqlite3'}")
     try:
-        yield _ours(package, backend_type=BackendType.sqlalchemy, backend_client=engine, **options)
+        yield _ours(backend_type="sqlalchemy", backend_client=engine, **options)
     finally:
         await engine.dispose()
 
