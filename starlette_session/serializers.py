@@ -10,6 +10,10 @@ from json.scanner import make_scanner
 from typing import Any, Protocol
 
 _DEFAULT_ENCODER = JSONEncoder()
+#: The deepest nesting of lists and dicts a session may hold. The parser's own bound is the
+#: interpreter's recursion limit less the stack in use when it runs, so what it accepts near
+#: that bound could not be written back from a deeper stack; this one does not move.
+MAX_DEPTH = 200
 # What json.loads ends in: the scanner of the default decoder (C in CPython).
 _SCAN: Callable[[str, int], tuple[Any, int]] = make_scanner(JSONDecoder())  # type: ignore[arg-type]  # typeshed
 
@@ -39,24 +43,41 @@ class JSONSerializer:
 
     def loads(self, data: bytes) -> dict[str, Any]:
         try:
-            # The UTF-8 JSON we write, scanned directly: json.loads(bytes) would first run three
-            # Python-level steps (encoding detection, decode, the decoder's checks).
-            text = data.decode("utf-8")
-            value, end = _SCAN(text, 0)
-            if end != len(text):
-                raise ValueError("trailing data")
+            value = _parse(data)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         except RecursionError:  # nested too deep for the parser: hostile, never ours
             raise ValueError("session data is nested too deeply") from None
-        except (ValueError, StopIteration):
-            # Not the shape we write (whitespace, a BOM, UTF-16, junk): json.loads decides,
-            # with its own error (JSONDecodeError and UnicodeDecodeError are ValueErrors).
-            try:
-                value = json.loads(data)
-            except RecursionError:
-                raise ValueError("session data is nested too deeply") from None
         if not isinstance(value, dict):
             raise ValueError(f"session data must be a JSON object, not {type(value).__name__}")
+        # Fewer containers than the limit cannot nest deeper than it: the walk is for the rare rest.
+        if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
+            raise ValueError("session data is nested too deeply")
         return value
+
+
+def _deeper_than(value: dict[str, Any], limit: int) -> bool:
+    """Whether containers in ``value`` nest more than ``limit`` deep (walked without recursion)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        container, depth = pending.pop()
+        if depth > limit:
+            return True
+        for item in container.values() if isinstance(container, dict) else container:
+            if isinstance(item, (dict, list)):
+                pending.append((item, depth + 1))
+    return False
+
+
+def _parse(data: bytes) -> Any:
+    """``json.loads(data)``, minus its three Python-level steps for the UTF-8 JSON we write."""
+    try:
+        text = data.decode("utf-8")
+        value, end = _SCAN(text, 0)
+        if end == len(text):
+            return value
+    except (ValueError, StopIteration):
+        pass
+    # Not the shape we write (whitespace, a BOM, UTF-16, junk): json.loads decides.
+    return json.loads(data)
 
 
 JSON = JSONSerializer()

@@ -12,7 +12,7 @@ import pytest
 from itsdangerous.encoding import base64_decode
 
 from starlette_session._bridge import run_sync
-from starlette_session.serializers import JSON
+from starlette_session.serializers import JSON, MAX_DEPTH
 from starlette_session.session import Session
 from starlette_session.signing import SignedCodec
 
@@ -137,3 +137,25 @@ def test_json_loads_accepts_and_refuses_what_json_loads_does(data: bytes) -> Non
 def test_json_loads_refuses_deep_nesting_with_value_error(data: bytes) -> None:
     with pytest.raises(ValueError, match="nested too deeply"):
         JSON.loads(data)
+
+
+def _nested(depth: int) -> bytes:
+    """A session dict whose value nests ``depth - 1`` lists inside it (``depth`` containers)."""
+    return ('{"a": ' + "[" * (depth - 1) + "1" + "]" * (depth - 1) + "}").encode()
+
+
+def test_nesting_up_to_the_limit_is_read_and_written_back() -> None:
+    value = JSON.loads(_nested(MAX_DEPTH))
+    assert JSON.loads(JSON.dumps(value)) == value
+
+
+def test_nesting_past_the_limit_is_refused_whatever_the_stack() -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        JSON.loads(_nested(MAX_DEPTH + 1))
+    # Inside a string, brackets are not nesting: a value full of them is a session like any other.
+    assert JSON.loads(json.dumps({"a": "[" * 5000}).encode()) == {"a": "[" * 5000}
+
+
+def test_many_shallow_containers_are_not_nesting() -> None:
+    data = {"items": [{"id": n, "tags": ["a", "b"]} for n in range(2000)]}
+    assert JSON.loads(json.dumps(data).encode()) == data
